@@ -1,0 +1,60 @@
+"""Wire once: settings, engine, sessions and clock are built here and passed in."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.db import create_db_engine
+from storage.uow import session_factory
+from workflow.clock import Clock
+from workflow.settings import Settings, SettingsError, load_settings
+
+CONFIG_ENV = "SUPPORTLINE_CONFIG"
+
+
+def system_clock() -> datetime:
+    """The real time; the only place below the CLI where it is read."""
+    return datetime.now(UTC)
+
+
+def read_settings(config_path: str | None, environ: Mapping[str, str]) -> Settings:
+    """Settings from the TOML file (if any) and the environment; SettingsError if wrong."""
+    path = config_path or environ.get(CONFIG_ENV)
+    document = {}
+    if path:
+        try:
+            document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"configuration file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"configuration file {path} cannot be read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"configuration file {path} is not valid TOML: {exc}") from None
+    try:
+        return load_settings(document, environ)
+    except SettingsError as exc:
+        where = f"{path}: " if path else ""
+        raise SettingsError(f"{where}{exc}") from None
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_services(settings: Settings, clock: Clock) -> Services:
+    engine = create_db_engine(settings.database.url)
+    return Services(settings, engine, session_factory(engine), clock)

@@ -1,0 +1,290 @@
+"""The ``supportline`` command: operators' interface of DESIGN.md.
+
+Commands build their services from the settings, do one thing, and print either a
+short human summary or one JSON document (``--json``). Errors an operator can fix are
+one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import click
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, selectinload
+
+from gateway.bootstrap import Services, build_services, read_settings, system_clock
+from gateway.imports import ImportRejected, import_customers, import_staff
+from gateway.views import ticket_detail, ticket_summary
+from parsers.refs import parse_ref
+from parsers.roster import RowError, parse_customer_csv, parse_staff_csv
+from storage import migrate
+from storage.models import Message, Ticket
+from storage.uow import unit_of_work
+from workflow.clock import fixed_clock, parse_instant
+from workflow.roles import STAFF_ROLES
+from workflow.settings import LANGUAGES, SettingsError
+
+
+class Context:
+    """What the global options decided; services are built on first use."""
+
+    def __init__(self, config_path: str | None, now: str | None) -> None:
+        self.config_path = config_path
+        self.now = now
+        self._services: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            settings = read_settings(self.config_path, os.environ)
+            clock = system_clock
+            if self.now:
+                try:
+                    clock = fixed_clock(parse_instant(self.now, settings.timezone))
+                except ValueError as exc:
+                    raise click.BadParameter(str(exc), param_hint="--now") from None
+            self._services = build_services(settings, clock)
+        return self._services
+
+    def close(self) -> None:
+        if self._services is not None:
+            self._services.close()
+
+
+class OperatorError(click.ClickException):
+    """A problem the operator can fix: one line on stderr, no traceback, exit 1."""
+
+    exit_code = 1
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"supportline: {self.format_message()}", err=True, file=file)
+
+
+class SetupError(OperatorError):
+    """Wrong settings or options: exit 2, like a usage error."""
+
+    exit_code = 2
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    raise (SetupError if code == 2 else OperatorError)(message)
+
+
+class SupportlineGroup(click.Group):
+    """Turns configuration and database failures into operator errors."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise SetupError(f"configuration error: {exc}") from None
+        except OperationalError as exc:
+            hint = "is it reachable, and upgraded with `supportline db upgrade`?"
+            raise OperatorError(f"database error: {exc.orig} ({hint})") from None
+
+
+def emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+
+
+@contextmanager
+def session_for(ctx: Context) -> Iterator[Session]:
+    with unit_of_work(ctx.services.sessions) as session:
+        yield session
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(cls=SupportlineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", help="TOML settings file.")
+@click.option(
+    "--now",
+    envvar="SUPPORTLINE_NOW",
+    metavar="ISO8601",
+    help="Fix the clock for this run (without an offset: the department's time zone).",
+)
+@click.pass_context
+def cli(click_ctx: click.Context, config_path: str | None, now: str | None) -> None:
+    """Supportline: support tickets by email and SMS, with the policy's clocks."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    ctx = Context(config_path, now)
+    click_ctx.obj = ctx
+    click_ctx.call_on_close(ctx.close)
+
+
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_context
+def db_upgrade(ctx: Context) -> None:
+    """Create or migrate the schema to the newest revision."""
+    migrate.upgrade(ctx.services.engine)
+    click.echo(f"database at revision {migrate.current_revision(ctx.services.engine)}")
+
+
+def _report_rejection(what: str, errors: list[RowError]) -> NoReturn:
+    for error in errors:
+        click.echo(f"  {error}", err=True)
+    fail(f"{what} refused, nothing imported: {len(errors)} error(s) above")
+
+
+def _import(
+    ctx: Context,
+    what: str,
+    rows_and_errors: tuple[list[Any], list[RowError]],
+    apply: Callable[[Session, list[Any], Any], Any],
+) -> None:
+    rows, errors = rows_and_errors
+    if errors:
+        _report_rejection(what, errors)
+    with session_for(ctx) as session:
+        try:
+            counts = apply(session, rows, ctx.services.clock())
+        except ImportRejected as rejected:
+            _report_rejection(what, rejected.errors)
+        session.commit()
+    summary = ", ".join(f"{v} new {k}" for k, v in counts.details.items())
+    if not summary:
+        summary = f"{counts.created} created, {counts.updated} updated"
+    click.echo(f"{what}: {len(rows)} row(s) imported ({summary})")
+
+
+@cli.group()
+def staff() -> None:
+    """The department's people."""
+
+
+@staff.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_context
+def staff_import(ctx: Context, csv_file: Path) -> None:
+    """Import name,role,email,phone,supervisor_email,language,timezone rows."""
+    settings = ctx.services.settings
+    parsed = parse_staff_csv(
+        csv_file.read_bytes(), STAFF_ROLES, LANGUAGES, settings.language, settings.timezone
+    )
+    _import(ctx, f"staff file {csv_file}", parsed, import_staff)
+
+
+@cli.group()
+def customers() -> None:
+    """The customer file (客户档案)."""
+
+
+@customers.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_context
+def customers_import(ctx: Context, csv_file: Path) -> None:
+    """Import customer,contact,email,phone,language,model,serial,shipped_on,special rows."""
+    parsed = parse_customer_csv(csv_file.read_bytes(), LANGUAGES)
+    _import(ctx, f"customer file {csv_file}", parsed, import_customers)
+
+
+@cli.group()
+def tickets() -> None:
+    """Intake records (电话接听处理单)."""
+
+
+@tickets.command("list")
+@click.option("--status", help="Only tickets in this state.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@pass_context
+def tickets_list(ctx: Context, status: str | None, as_json: bool) -> None:
+    """Tickets, newest first."""
+    query = select(Ticket).order_by(Ticket.id.desc())
+    if status:
+        query = query.where(Ticket.state == status)
+    with session_for(ctx) as session:
+        rows = [ticket_summary(t) for t in session.scalars(query)]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        who = row["requester_name"] or row["contact_email"] or row["contact_phone"] or ""
+        click.echo(
+            f"{row['ref']}  {row['state']:<16} {row['channel']:<5} {who:<24} {row['subject']}"
+        )
+    if not rows:
+        click.echo("no tickets")
+
+
+@tickets.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@pass_context
+def tickets_show(ctx: Context, ref: str, as_json: bool) -> None:
+    """One ticket with its messages, attachments and deadlines."""
+    ticket_id = parse_ref(ref)
+    if ticket_id is None:
+        fail(f"{ref!r} is not a ticket reference (like SL-000042)")
+    with session_for(ctx) as session:
+        ticket = session.get(
+            Ticket,
+            ticket_id,
+            options=[
+                selectinload(Ticket.messages).selectinload(Message.attachments),
+                selectinload(Ticket.deadlines),
+            ],
+        )
+        if ticket is None:
+            fail(f"no ticket {ref}")
+        detail = ticket_detail(ticket)
+    if as_json:
+        emit_json(detail)
+        return
+    for key in (
+        "ref",
+        "state",
+        "channel",
+        "subject",
+        "requester_name",
+        "company",
+        "contact_email",
+        "contact_phone",
+        "machine_model",
+        "serial",
+        "fault_type",
+        "language",
+        "created_at",
+    ):
+        click.echo(f"{key:>15}: {detail[key] if detail[key] is not None else ''}")
+    for d in detail["deadlines"]:
+        click.echo(f"       deadline: {d['kind']} due {d['due_at']} ({d['state']})")
+    for m in detail["messages"]:
+        click.echo(f"\n--- {m['direction']} {m['channel']} {m['sender']} {m['created_at']}")
+        click.echo(m["body"])
+        for a in m["attachments"]:
+            click.echo(f"    [attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+
+
+@cli.command()
+@pass_context
+def serve(ctx: Context) -> None:
+    """Run the service: HTTP (health check) until interrupted."""
+    if ctx.now:
+        fail("serve always runs on the real clock; drop --now / SUPPORTLINE_NOW", 2)
+    from gateway import serve as serving
+
+    serving.run(ctx.services)
+
+
+def main() -> None:
+    cli.main(prog_name="supportline")
+
+
+if __name__ == "__main__":
+    main()

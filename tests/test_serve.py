@@ -1,0 +1,69 @@
+"""``supportline serve`` and ``make run`` as a person starts them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port, stop, wait_for_http
+
+SUPPORTLINE = str(Path(sys.executable).with_name("supportline"))
+
+
+def _config(tmp_path: Path, http_port: int) -> Path:
+    config = tmp_path / "supportline.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path}/sl.db"\n'
+        f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
+        f'[smtp]\nlisten = "127.0.0.1:{free_port()}"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def test_serve_answers_healthz(tmp_path: Path) -> None:
+    port = free_port()
+    config = _config(tmp_path, port)
+    subprocess.run([SUPPORTLINE, "--config", str(config), "db", "upgrade"], check=True)
+    process = _start([SUPPORTLINE, "--config", str(config), "serve"], tmp_path)
+    try:
+        body = wait_for_http(f"http://127.0.0.1:{port}/healthz", process=process)
+        assert json.loads(body) == {"status": "ok", "database": "ok"}
+    finally:
+        stop(process)
+
+
+def test_serve_refuses_a_fixed_clock(tmp_path: Path) -> None:
+    config = _config(tmp_path, free_port())
+    result = subprocess.run(
+        [SUPPORTLINE, "--config", str(config), "--now", "2026-11-27T10:00", "serve"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "serve always runs on the real clock" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_migrates_and_serves(tmp_path: Path) -> None:
+    """The README's first command, on its own settings file."""
+    port = free_port()
+    config = _config(tmp_path, port)
+    process = _start(["make", "--no-print-directory", "run", f"CONFIG={config}"], ROOT)
+    try:
+        body = wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=120, process=process)
+        assert json.loads(body)["status"] == "ok"
+    finally:
+        output = stop(process)
+    assert "database at revision" in output
