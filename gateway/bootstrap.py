@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,8 +12,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.db import create_db_engine
-from storage.uow import session_factory
+from storage.secrets import get_or_create_secret
+from storage.uow import session_factory, unit_of_work
+from workflow.calendar import BusinessCalendar
 from workflow.clock import Clock
+from workflow.policy import business_calendar
 from workflow.settings import Settings, SettingsError, load_settings
 
 CONFIG_ENV = "SUPPORTLINE_CONFIG"
@@ -50,6 +53,26 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     clock: Clock
+    _calendar: BusinessCalendar | None = field(default=None, repr=False)
+    _reply_key: bytes | None = field(default=None, repr=False)
+
+    def calendar(self) -> BusinessCalendar:
+        if self._calendar is None:
+            self._calendar = business_calendar(self.settings)
+        return self._calendar
+
+    def reply_key(self) -> bytes:
+        """The HMAC key of signed reply addresses: configured, else made once and stored."""
+        if self._reply_key is None:
+            configured = self.settings.security.reply_token_key
+            if configured:
+                self._reply_key = configured.encode()
+            else:
+                with unit_of_work(self.sessions) as session:
+                    value = get_or_create_secret(session, "reply_token_key", self.clock())
+                    session.commit()
+                self._reply_key = value.encode()
+        return self._reply_key
 
     def close(self) -> None:
         self.engine.dispose()

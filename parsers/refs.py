@@ -28,7 +28,7 @@ _WHOLE_REF = re.compile(rf"#?\s*{_NUMBER}", re.IGNORECASE)
 # In a subject only a marked reference counts: "[SL-42]", "【SL-42】" or "#SL-42", so a
 # product name that happens to start with "SL" is never taken for a ticket.
 _SUBJECT_REF = re.compile(
-    rf"(?:\[\s*{_NUMBER}\s*\]|【\s*{_NUMBER}\s*】|#\s*{_NUMBER}(?!\d))", re.IGNORECASE
+    rf"(?:\[\s*{_NUMBER}\s*\]|【\s*{_NUMBER}\s*】|#\s*{_NUMBER}(?![0-9A-Za-z]))", re.IGNORECASE
 )
 # Reply and forward markers that mail clients put in front of a subject, in the
 # languages our customers' clients use (Outlook in Chinese writes "回复:" and "转发:").
@@ -105,6 +105,8 @@ def tag_subject(subject: str, ticket_id: int) -> str:
     'Re: [SL-000042] 打印机不开机'
     >>> tag_subject("Re: [SL-000042] 打印机不开机", 42)
     'Re: [SL-000042] 打印机不开机'
+    >>> tag_subject("回复：卡纸", 42)
+    '回复：[SL-000042] 卡纸'
     >>> tag_subject("", 42)
     '[SL-000042]'
     """
@@ -114,4 +116,7 @@ def tag_subject(subject: str, ticket_id: int) -> str:
     prefix_match = _REPLY_PREFIX.match(subject)
     prefix = prefix_match.group(0).strip() if prefix_match else ""
     rest = subject[prefix_match.end() :].strip() if prefix_match else subject.strip()
-    return " ".join(part for part in (prefix, tag, rest) if part)
+    # A full-width colon carries its own spacing: "回复：[SL-000042] 卡纸".
+    if prefix and not prefix.endswith("："):
+        prefix += " "
+    return f"{prefix}{tag} {rest}".rstrip()
