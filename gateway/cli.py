@@ -22,11 +22,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from gateway.bootstrap import Services, build_services, read_settings, system_clock
 from gateway.imports import ImportRejected, import_customers, import_staff
-from gateway.views import ticket_detail, ticket_summary
+from gateway.inbound import store_email
+from gateway.intake import NotProcessable, process_inbound
+from gateway.views import inbound_summary, ticket_detail, ticket_summary
 from parsers.refs import parse_ref
 from parsers.roster import RowError, parse_customer_csv, parse_staff_csv
 from storage import migrate
-from storage.models import Message, Ticket
+from storage.models import InboundMessage, Message, Ticket
 from storage.uow import unit_of_work
 from workflow.clock import fixed_clock, parse_instant
 from workflow.roles import STAFF_ROLES
@@ -269,6 +271,84 @@ def tickets_show(ctx: Context, ref: str, as_json: bool) -> None:
         click.echo(m["body"])
         for a in m["attachments"]:
             click.echo(f"    [attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+
+
+@cli.group()
+def ingest() -> None:
+    """Feed messages through the same pipeline as the gateways."""
+
+
+@ingest.command("email")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@pass_context
+def ingest_email(ctx: Context, files: tuple[Path, ...]) -> None:
+    """Store and process .eml files, as if they had arrived by SMTP."""
+    services = ctx.services
+    failed = 0
+    for path in files:
+        stored = store_email(
+            services.sessions, path.read_bytes(), source="cli", received_at=services.clock()
+        )
+        if stored.created:
+            outcome = process_inbound(services, stored.inbound_id)
+            result = outcome.result
+        else:
+            result = "already stored; " + _inbound_state(ctx, stored.inbound_id)
+        failed += result.startswith("failed")
+        click.echo(f"{path}: inbound #{stored.inbound_id}: {result}")
+    if failed:
+        fail(f"{failed} message(s) quarantined; see `supportline inbound list --failed`")
+
+
+def _inbound_state(ctx: Context, inbound_id: int) -> str:
+    with session_for(ctx) as session:
+        row = session.get_one(InboundMessage, inbound_id)
+        return f"{row.state}: {row.result or ''}"
+
+
+@cli.group()
+def inbound() -> None:
+    """Raw messages as they arrived, and what became of them."""
+
+
+@inbound.command("list")
+@click.option("--failed", is_flag=True, help="Only quarantined messages.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@pass_context
+def inbound_list(ctx: Context, failed: bool, as_json: bool) -> None:
+    """Stored inbound messages, newest first."""
+    query = select(InboundMessage).order_by(InboundMessage.id.desc())
+    if failed:
+        query = query.where(InboundMessage.state == "failed")
+    with session_for(ctx) as session:
+        rows = [inbound_summary(row) for row in session.scalars(query)]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        outcome = row["result"] if row["state"] != "failed" else row["error"].splitlines()[0]
+        click.echo(
+            f"#{row['id']:<6} {row['received_at'][:19]} {row['source']:<12} "
+            f"{row['state']:<9} {outcome or ''}"
+        )
+    if not rows:
+        click.echo("no inbound messages")
+
+
+@inbound.command("replay")
+@click.argument("inbound_id", type=int)
+@pass_context
+def inbound_replay(ctx: Context, inbound_id: int) -> None:
+    """Process a quarantined (or still pending) message again."""
+    try:
+        outcome = process_inbound(ctx.services, inbound_id)
+    except NotProcessable as exc:
+        fail(str(exc))
+    click.echo(f"inbound #{inbound_id}: {outcome.result}")
+    if outcome.result.startswith("failed"):
+        fail("still failing; the message stays quarantined")
 
 
 @cli.command()

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from parsers.refs import format_ref
-from storage.models import Ticket
+from storage.models import InboundMessage, Ticket
 
 
 def iso(value: datetime | None) -> str | None:
@@ -60,3 +60,19 @@ def ticket_detail(ticket: Ticket) -> dict[str, Any]:
     )
     detail["attachments"] = [a for m in detail["messages"] for a in m["attachments"]]
     return detail
+
+
+def inbound_summary(row: InboundMessage) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "channel": row.channel,
+        "source": row.source,
+        "message_id": row.message_id,
+        "size": len(row.raw),
+        "received_at": iso(row.received_at),
+        "state": row.state,
+        "result": row.result,
+        "error": row.error,
+        "attempts": row.attempts,
+        "processed_at": iso(row.processed_at),
+    }

@@ -1,0 +1,200 @@
+"""The intake pipeline on stored mail: tickets, threading, acknowledgements, no-ops."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+import gateway.intake
+from gateway.bootstrap import Services
+from gateway.inbound import store_email
+from gateway.intake import NotProcessable, Outcome, process_inbound
+from parsers.refs import format_ref
+from storage.models import Deadline, Event, InboundMessage, OutboxMessage, Ticket
+from storage.uow import unit_of_work
+from tests.conftest import FIXED_NOW, make_services
+from tests.mailbuild import customer_mail
+
+
+def ingest(services: Services, raw: bytes, to: tuple[str, ...] = ()) -> Outcome:
+    stored = store_email(
+        services.sessions, raw, source="test", received_at=services.clock(), envelope_to=to
+    )
+    return process_inbound(services, stored.inbound_id)
+
+
+def one(services: Services, model, *where):
+    with unit_of_work(services.sessions) as session:
+        return session.scalars(select(model).where(*where)).one()
+
+
+def count(services: Services, model, *where) -> int:
+    with unit_of_work(services.sessions) as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def test_new_request_opens_a_ticket_with_clock_and_acknowledgement(services: Services) -> None:
+    raw = customer_mail(
+        "型号：XP-3000\n序列号：SN1001\n联系电话：13800138000\n打印机开机后报错 E23，卡纸。",
+        subject="打印机报错",
+        sender="张伟 <zw@huadong.example.cn>",
+    )
+    outcome = ingest(services, raw)
+    assert outcome.result == "ticket SL-000001 opened"
+    ticket = one(services, Ticket)
+    assert (ticket.state, ticket.channel, ticket.language) == ("new", "email", "zh-CN")
+    assert ticket.requester_name == "张伟"
+    assert ticket.contact_email == "zw@huadong.example.cn"
+    assert ticket.contact_phone == "+8613800138000"
+    assert (ticket.machine_model, ticket.serial) == ("XP-3000", "SN1001")
+    assert ticket.fault_type == "error_code"  # 报错 and E23 outweigh 卡纸
+    deadline = one(services, Deadline)
+    # Friday 10:00 Shanghai + 1 business hour; warned at 75 %.
+    assert deadline.kind == "triage"
+    assert deadline.due_at == FIXED_NOW + timedelta(hours=1)
+    assert deadline.next_stage_at == FIXED_NOW + timedelta(minutes=45)
+    ack = one(services, OutboxMessage)
+    assert ack.template == "ticket_ack" and ack.language == "zh-CN"
+    assert ack.to_address == "zw@huadong.example.cn"
+    assert ack.idempotency_key == f"ticket:{ticket.id}:ack"
+    assert ack.context["ref"] == "SL-000001"
+    assert "[SL-000001]" in ack.context["subject"]
+    assert ack.context["reply_to"].startswith("support+")
+    assert ack.reply_to_message_id is not None and ack.message_id is not None
+    assert one(services, Event).kind == "ticket_opened"
+
+
+def test_reply_threads_by_in_reply_to_our_acknowledgement(services: Services) -> None:
+    ingest(services, customer_mail())
+    ack = one(services, OutboxMessage)
+    reply = customer_mail(
+        "Still broken.\n\nOn Fri, Support wrote:\n> old", in_reply_to=ack.message_id
+    )
+    outcome = ingest(services, reply)
+    assert outcome.result == "reply on SL-000001 (In-Reply-To/References)"
+    assert count(services, Ticket) == 1
+    with unit_of_work(services.sessions) as session:
+        messages = session.get_one(Ticket, 1).messages
+        assert [m.body for m in messages][-1] == "Still broken."
+
+
+def test_reply_threads_by_signed_reply_address(services: Services) -> None:
+    ingest(services, customer_mail())
+    token_address = one(services, OutboxMessage).context["reply_to"]
+    reply = customer_mail("Any news?", subject="no reference here", to=token_address)
+    assert "signed reply address" in ingest(services, reply, to=(token_address,)).result
+
+
+def test_signed_address_from_another_sender_does_not_thread(services: Services) -> None:
+    ingest(services, customer_mail())
+    token_address = one(services, OutboxMessage).context["reply_to"]
+    forged = customer_mail("me too", sender="mallory@evil.example", to=token_address)
+    assert ingest(services, forged, to=(token_address,)).result.startswith("ticket SL-000002")
+
+
+def test_subject_reference_from_the_same_sender_is_a_reply(services: Services) -> None:
+    ingest(services, customer_mail())
+    outcome = ingest(services, customer_mail("more details", subject="Re: [SL-000001] Printer"))
+    assert outcome.result == "reply on SL-000001 (subject reference)"
+
+
+def test_subject_reference_from_a_stranger_opens_a_linked_ticket(services: Services) -> None:
+    ingest(services, customer_mail())
+    stranger = customer_mail("hello", subject="[SL-000001]", sender="x@other.example")
+    outcome = ingest(services, stranger)
+    assert outcome.result == "ticket SL-000002 opened, linked to SL-000001"
+    assert one(services, Ticket, Ticket.id == 2).related_ticket_id == 1
+
+
+def test_auto_reply_opens_nothing(services: Services) -> None:
+    raw = customer_mail("I am out of office", subject="Automatic reply: Printer error",
+                        headers={"Auto-Submitted": "auto-replied"})  # fmt: skip
+    assert ingest(services, raw).result.startswith("auto-reply, no ticket")
+    assert count(services, Ticket) == 0 and count(services, OutboxMessage) == 0
+
+
+def test_bounce_of_our_acknowledgement_marks_it(services: Services) -> None:
+    ingest(services, customer_mail())
+    ack = one(services, OutboxMessage)
+    bounce = (
+        "From: MAILER-DAEMON@mx.huadong.example.cn\r\n"
+        "To: support@support.example.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <bounce1@mx>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx\r\n\r\nFinal-Recipient: rfc822; zw@huadong.example.cn\r\n"
+        "Action: failed\r\nStatus: 5.1.1\r\n\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {ack.message_id}\r\n"
+        "Subject: ack\r\n\r\n--B--\r\n"
+    ).encode()
+    outcome = ingest(services, bounce)
+    assert outcome.result.startswith(f"bounce of outbox #{ack.id}")
+    assert one(services, OutboxMessage).status == "bounced"
+    assert count(services, Ticket) == 1
+
+
+def test_acknowledgements_are_rate_limited_per_sender(db_url: str) -> None:
+    services = make_services(db_url, email={"auto_replies_per_sender_per_hour": 2})
+    results = [ingest(services, customer_mail(f"problem {i}")).result for i in range(3)]
+    assert count(services, Ticket) == 3
+    assert count(services, OutboxMessage) == 2
+    assert "no acknowledgement: 2 automatic replies to zw@huadong.example.cn" in results[2]
+    services.close()
+
+
+def test_mail_from_our_own_domain_gets_no_acknowledgement(services: Services) -> None:
+    outcome = ingest(services, customer_mail(sender="support@support.example.com"))
+    assert "no acknowledgement: sender is one of our own addresses" in outcome.result
+
+
+def test_the_same_bytes_twice_are_one_row_and_one_ticket(services: Services) -> None:
+    raw = customer_mail()
+    first = store_email(services.sessions, raw, source="smtp", received_at=FIXED_NOW)
+    again = store_email(services.sessions, raw, source="imap", received_at=FIXED_NOW)
+    assert first.created and not again.created and first.inbound_id == again.inbound_id
+    process_inbound(services, first.inbound_id)
+    with pytest.raises(NotProcessable):
+        process_inbound(services, first.inbound_id)
+    assert count(services, Ticket) == 1 and count(services, InboundMessage) == 1
+
+
+def test_same_message_id_other_bytes_is_kept_and_recognised(services: Services) -> None:
+    raw = customer_mail(message_id="<m1@huadong.example.cn>")
+    relayed = b"Received: from relay by mx; Fri, 27 Nov 2026 10:00:01 +0800\r\n" + raw
+    ingest(services, raw)
+    outcome = ingest(services, relayed)
+    assert outcome.result == "duplicate of a message on SL-000001"
+    assert count(services, InboundMessage) == 2 and count(services, Ticket) == 1
+
+
+def test_same_message_id_with_other_text_is_not_dropped(services: Services) -> None:
+    ingest(services, customer_mail("first", message_id="<reused@broken-client>"))
+    outcome = ingest(services, customer_mail("second", message_id="<reused@broken-client>"))
+    assert outcome.result == "ticket SL-000002 opened"
+
+
+def test_message_without_message_id_dedupes_by_content(services: Services) -> None:
+    raw = b"From: a@b.example\r\nTo: support@support.example.com\r\nSubject: x\r\n\r\nhi\r\n"
+    assert store_email(services.sessions, raw, source="t", received_at=FIXED_NOW).created
+    assert not store_email(services.sessions, raw, source="t", received_at=FIXED_NOW).created
+
+
+def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("intake field extraction exploded")
+
+    monkeypatch.setattr(gateway.intake, "extract_intake", broken)
+    outcome = ingest(services, customer_mail())
+    assert outcome.result.startswith("failed: RuntimeError")
+    row = one(services, InboundMessage)
+    assert row.state == "failed" and "intake field extraction exploded" in row.error
+    assert count(services, Ticket) == 0 and count(services, OutboxMessage) == 0
+    monkeypatch.undo()
+    replayed = process_inbound(services, row.id)
+    assert replayed.result == f"ticket {format_ref(1)} opened"
+    assert one(services, InboundMessage).state == "processed"
