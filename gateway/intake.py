@@ -381,7 +381,7 @@ class EmailIntake:
         if not self.sender:
             return None
         contact = self.session.scalars(
-            select(Contact).where(func.lower(Contact.email) == self.sender)
+            select(Contact).where(Contact.email == self.sender)
         ).first()
         if contact is None:
             contact = Contact(email=self.sender, name=self.parsed.from_name, created_at=self.now)

@@ -333,7 +333,11 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        # The per-sender limit on automatic replies counts recent rows to one address.
+        Index("ix_outbox_recipient_recent", "to_address", "created_at"),
+    )
 
 
 class Report(Base):
