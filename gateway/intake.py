@@ -9,7 +9,9 @@ fails is quarantined (state ``failed`` with the error) and waits for
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -81,44 +83,95 @@ def process_inbound(services: Services, inbound_id: int) -> Outcome:
         raise
     except Exception as exc:
         log.exception("inbound %d quarantined", inbound_id)
-        _quarantine(services, inbound_id, exc)
-        return Outcome(inbound_id, f"failed: {type(exc).__name__}: {exc}")
+        with unit_of_work(services.sessions) as session:
+            failed = _mark_failed(session, inbound_id, exc, services.clock())
+            session.commit()
+        return failed
 
 
-def process_pending(services: Services, limit: int = 1000) -> list[Outcome]:
-    """Processes rows stored but not yet processed (after a crash, or queued by serve)."""
-    with unit_of_work(services.sessions) as session:
-        ids = session.scalars(
-            select(InboundMessage.id)
-            .where(InboundMessage.state == "pending")
-            .order_by(InboundMessage.id)
-            .limit(limit)
-        ).all()
-    outcomes = []
-    for inbound_id in ids:
-        try:
-            outcomes.append(process_inbound(services, inbound_id))
-        except NotProcessable:
-            continue  # another worker took it
+def process_batch(services: Services, inbound_ids: Sequence[int]) -> list[Outcome]:
+    """Processes several rows in one transaction, each in a savepoint of its own.
+
+    One commit (one fsync on SQLite) for the batch instead of one per message; a message
+    that fails rolls back only its savepoint and is quarantined in the same commit. Rows
+    another worker already took are skipped.
+    """
+    services.reply_key()
+    try:
+        with unit_of_work(services.sessions) as session:
+            outcomes = []
+            for inbound_id in inbound_ids:
+                outcome = _process_in_savepoint(services, session, inbound_id)
+                if outcome is not None:
+                    outcomes.append(outcome)
+            session.commit()
+            return outcomes
+    except Exception:  # the batch itself failed (say the connection dropped): one by one
+        log.exception(
+            "intake batch failed; processing its %d messages one by one", len(inbound_ids)
+        )
+        outcomes = []
+        for inbound_id in inbound_ids:
+            try:
+                outcomes.append(process_inbound(services, inbound_id))
+            except NotProcessable:
+                continue
+        return outcomes
+
+
+def _process_in_savepoint(services: Services, session: Session, inbound_id: int) -> Outcome | None:
+    savepoint = session.begin_nested()
+    try:
+        outcome = _process_in_transaction(services, session, inbound_id)
+    except NotProcessable:
+        savepoint.rollback()
+        return None
+    except Exception as exc:
+        savepoint.rollback()
+        log.exception("inbound %d quarantined", inbound_id)
+        return _mark_failed(session, inbound_id, exc, services.clock())
+    savepoint.commit()
+    return outcome
+
+
+def process_pending(
+    services: Services, batch_size: int = 50, stop: threading.Event | None = None
+) -> list[Outcome]:
+    """Processes every row stored but not yet processed, batch by batch, until none is
+    left or ``stop`` is set."""
+    outcomes: list[Outcome] = []
+    after = 0
+    while stop is None or not stop.is_set():
+        with unit_of_work(services.sessions) as session:
+            ids = session.scalars(
+                select(InboundMessage.id)
+                .where(InboundMessage.state == "pending", InboundMessage.id > after)
+                .order_by(InboundMessage.id)
+                .limit(batch_size)
+            ).all()
+        if not ids:
+            return outcomes
+        outcomes.extend(process_batch(services, ids))
+        after = ids[-1]
     return outcomes
 
 
-def _quarantine(services: Services, inbound_id: int, exc: BaseException) -> None:
+def _mark_failed(session: Session, inbound_id: int, exc: BaseException, now: datetime) -> Outcome:
+    """Quarantines the row: state ``failed`` with the error, for ``inbound replay``."""
     error = "".join(traceback.format_exception_only(exc)).strip()
     trace = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
-    with unit_of_work(services.sessions) as session:
-        session.execute(
-            update(InboundMessage)
-            .where(InboundMessage.id == inbound_id)
-            .values(
-                state="failed",
-                error=f"{error}\n\n{trace}" if trace else error,
-                result="quarantined",
-                attempts=InboundMessage.attempts + 1,
-                processed_at=services.clock(),
-            )
+    session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == inbound_id)
+        .values(
+            state="failed",
+            error=f"{error}\n\n{trace}",
+            result="quarantined",
+            attempts=InboundMessage.attempts + 1,
+            processed_at=now,
         )
-        session.commit()
+    )
+    return Outcome(inbound_id, f"failed: {type(exc).__name__}: {exc}")
 
 
 def _process_in_transaction(services: Services, session: Session, inbound_id: int) -> Outcome:
@@ -380,9 +433,7 @@ class EmailIntake:
         """The sender in the customer file, filed as a new contact if unknown."""
         if not self.sender:
             return None
-        contact = self.session.scalars(
-            select(Contact).where(Contact.email == self.sender)
-        ).first()
+        contact = self.session.scalars(select(Contact).where(Contact.email == self.sender)).first()
         if contact is None:
             contact = Contact(email=self.sender, name=self.parsed.from_name, created_at=self.now)
             self.session.add(contact)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
 from gateway.intake import process_pending
-from gateway.serve import IntakeWorker
+from gateway.intake_worker import IntakeWorker
 from gateway.smtp import IntakeHandler, start_smtp_server
 from storage.models import InboundMessage, OutboxMessage, Ticket
 from storage.uow import unit_of_work
@@ -28,14 +28,14 @@ SUPPORT = "support@support.example.com"
 class RunningServer:
     services: Services
     port: int
-    worker: IntakeWorker
+    worker: IntakeWorker | None
 
     def client(self) -> smtplib.SMTP:
         return smtplib.SMTP("127.0.0.1", self.port, timeout=10)
 
     def settle(self) -> None:
         """Waits until the intake worker has processed what was queued."""
-        self.worker.executor.submit(lambda: None).result(timeout=30)
+        assert self.worker is not None and self.worker.wait_idle(timeout=30)
 
     def count(self, model) -> int:
         with unit_of_work(self.services.sessions) as session:
@@ -48,9 +48,12 @@ def run_server(
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    worker = IntakeWorker(services)
+    worker = None
+    if on_stored is None:  # the real path: the intake worker is woken after each store
+        worker = IntakeWorker(services)
+        on_stored = worker.wake
     port = free_port()
-    handler = IntakeHandler(services, None, on_stored or worker.submit)
+    handler = IntakeHandler(services, None, on_stored)
     server = asyncio.run_coroutine_threadsafe(
         start_smtp_server(services, handler, "127.0.0.1", port), loop
     ).result(10)
@@ -60,7 +63,8 @@ def run_server(
         loop.call_soon_threadsafe(server.close)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
-        worker.close()
+        if worker is not None:
+            worker.close()
         services.close()
 
 

@@ -105,3 +105,114 @@ def customer_replied(state: TicketState) -> Decision:
     if state is TicketState.WAITING_CUSTOMER:
         return Decision(TicketState.ACCEPTED, "customer_replied")
     return Decision(state, "customer_replied")
+
+
+# -- staff transitions (the SMS issue; the email commands call the same functions) -------
+
+
+class TransitionError(ValueError):
+    """A transition the ticket's current state does not allow."""
+
+
+# Which states each staff transition may start from. ``workflow.staff_commands`` checks
+# them first so the sender gets a reason; the functions below check again so that no
+# caller can write an impossible history.
+ACCEPT_FROM = frozenset({TicketState.NEW, TicketState.ESCALATED, TicketState.ASSIGNED})
+ARRIVE_FROM = frozenset({TicketState.ACCEPTED, TicketState.ASSIGNED, TicketState.ONSITE})
+# An engineer who solved an assigned ticket before accepting it still reports it done.
+RESOLVE_FROM = frozenset({
+    TicketState.ASSIGNED, TicketState.ACCEPTED, TicketState.ONSITE, TicketState.RETURNED,
+    TicketState.WAITING_CUSTOMER,
+})  # fmt: skip
+ESCALATE_FROM = frozenset({
+    TicketState.NEW, TicketState.ACCEPTED, TicketState.ASSIGNED, TicketState.ONSITE,
+    TicketState.RETURNED, TicketState.WAITING_CUSTOMER,
+})  # fmt: skip
+ASSIGN_FROM = frozenset({
+    TicketState.NEW, TicketState.ESCALATED, TicketState.ASSIGNED, TicketState.ACCEPTED,
+    TicketState.WAITING_CUSTOMER,
+})  # fmt: skip
+CONFIRM_FROM = frozenset({TicketState.RESOLVED})
+
+
+def _require(state: TicketState, allowed: frozenset[TicketState], action: str) -> None:
+    if state not in allowed:
+        raise TransitionError(f"cannot {action} a ticket that is {state.value}")
+
+
+def ticket_accepted(
+    state: TicketState,
+    now: datetime,
+    calendar: BusinessCalendar,
+    policy: PolicySettings,
+    notify: tuple[Notification, ...] = (),
+) -> Decision:
+    """An engineer took the ticket: triage is over and the handling clock runs (§4.3.2,
+    §4.4.5). A handling clock left from an earlier engineer is stopped, not doubled."""
+    _require(state, ACCEPT_FROM, "accept")
+    handling = business_clock(
+        DeadlineKind.HANDLING, now, policy.clocks.handling_hours, calendar, policy.warn_at
+    )
+    return Decision(
+        TicketState.ACCEPTED,
+        "ticket_accepted",
+        start=(handling,),
+        stop=(DeadlineKind.TRIAGE, DeadlineKind.HANDLING),
+        notify=notify,
+    )
+
+
+def engineer_arrived(state: TicketState, notify: tuple[Notification, ...] = ()) -> Decision:
+    """The engineer is on site (§4.5 item 9: first report to the supervisor)."""
+    _require(state, ARRIVE_FROM, "record an arrival on")
+    return Decision(TicketState.ONSITE, "engineer_arrived", notify=notify)
+
+
+def ticket_resolved(
+    state: TicketState,
+    now: datetime,
+    calendar: BusinessCalendar,
+    policy: PolicySettings,
+    notify: tuple[Notification, ...] = (),
+) -> Decision:
+    """The engineer reports it solved; the supervisor must confirm it (§4.4.5)."""
+    _require(state, RESOLVE_FROM, "resolve")
+    due = calendar.add_business_days(now, policy.clocks.confirmation_business_days)
+    confirmation = StartDeadline(
+        DeadlineKind.CONFIRMATION, now, due, warn_at(now, due, policy.warn_at, calendar)
+    )
+    return Decision(
+        TicketState.RESOLVED,
+        "ticket_resolved",
+        start=(confirmation,),
+        stop=(DeadlineKind.TRIAGE, DeadlineKind.HANDLING),
+        notify=notify,
+    )
+
+
+def ticket_confirmed(state: TicketState, notify: tuple[Notification, ...] = ()) -> Decision:
+    """The supervisor/manager confirmed the resolution (§4.4.5)."""
+    _require(state, CONFIRM_FROM, "confirm")
+    stop = (DeadlineKind.CONFIRMATION,)
+    return Decision(TicketState.CONFIRMED, "ticket_confirmed", stop=stop, notify=notify)
+
+
+def ticket_escalated(state: TicketState, notify: tuple[Notification, ...] = ()) -> Decision:
+    """Passed up to the supervisor (§4.3.2): the engineer's handling clock stops, since
+    reminding them of a ticket they handed back would only be noise."""
+    _require(state, ESCALATE_FROM, "escalate")
+    return Decision(
+        TicketState.ESCALATED, "ticket_escalated", stop=(DeadlineKind.HANDLING,), notify=notify
+    )
+
+
+def ticket_assigned(state: TicketState, notify: tuple[Notification, ...] = ()) -> Decision:
+    """The supervisor routed the ticket to an engineer (§4.3.2): triage is done; the
+    handling clock starts again when the engineer accepts."""
+    _require(state, ASSIGN_FROM, "assign")
+    return Decision(
+        TicketState.ASSIGNED,
+        "ticket_assigned",
+        stop=(DeadlineKind.TRIAGE, DeadlineKind.HANDLING),
+        notify=notify,
+    )
