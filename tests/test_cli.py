@@ -226,3 +226,33 @@ def test_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(config), "tickets", "list"])
     assert result.exit_code == 1
     assert "supportline db upgrade" in result.output
+
+
+def test_global_now_fixes_the_clock_of_a_run(run) -> None:
+    mail = run.tmp_path / "m.eml"
+    mail.write_bytes(
+        b"From: zw@huadong.example.cn\r\nTo: support@support.example.com\r\n"
+        b"Subject: no power\r\nMessage-ID: <now-test@huadong.example.cn>\r\n\r\nXP-3000 is dead\r\n"
+    )
+    # Saturday night in Shanghai: triage waits for Monday 09:00 + 1 business hour.
+    result = run("--now", "2026-11-28T22:00", "ingest", "email", str(mail))
+    assert result.exit_code == 0, result.output
+    shown = json.loads(run("tickets", "show", "SL-000001", "--json").output)
+    assert shown["created_at"] == "2026-11-28T14:00:00+00:00"
+    assert shown["deadlines"] == [
+        {"kind": "triage", "due_at": "2026-11-30T02:00:00+00:00", "state": "open"}
+    ]
+
+
+def test_ingest_and_inbound_commands(run) -> None:
+    good = run.tmp_path / "good.eml"
+    good.write_bytes(b"From: a@example.org\r\nSubject: help\r\n\r\nThe machine beeps.\r\n")
+    first = run("ingest", "email", str(good))
+    assert "inbound #1: ticket SL-000001 opened" in first.output
+    again = run("ingest", "email", str(good))
+    assert "already stored; processed: ticket SL-000001 opened" in again.output
+    listed = json.loads(run("inbound", "list", "--json").output)
+    assert [(r["id"], r["state"]) for r in listed] == [(1, "processed")]
+    assert json.loads(run("inbound", "list", "--failed", "--json").output) == []
+    refused = run("inbound", "replay", "1")
+    assert refused.exit_code == 1 and "inbound 1 is processed; nothing to process" in refused.output
