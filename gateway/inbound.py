@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,22 +58,59 @@ def store_email(
 ) -> Stored:
     """Commits the raw message and returns its row; safe to call again with the same bytes."""
     sha = hashlib.sha256(raw).hexdigest()
-    values = {
-        "channel": "email",
-        "source": source,
-        "dedupe_key": email_dedupe_key(sha),
-        "message_id": header_message_id(raw),
-        "envelope_from": envelope_from,
-        "envelope_to": list(envelope_to),
-        "raw": raw,
-        "sha256": sha,
-        "received_at": received_at,
-        "state": "pending",
-        "attempts": 0,
-    }
+    return _store(
+        sessions,
+        source,
+        {
+            "channel": "email",
+            "source": source,
+            "dedupe_key": email_dedupe_key(sha),
+            "message_id": header_message_id(raw),
+            "envelope_from": envelope_from,
+            "envelope_to": list(envelope_to),
+            "raw": raw,
+            "sha256": sha,
+            "received_at": received_at,
+        },
+    )
+
+
+def store_sms(
+    sessions: sessionmaker[Session],
+    form: Mapping[str, str],
+    *,
+    source: str,
+    received_at: datetime,
+) -> Stored:
+    """Commits an inbound SMS (Twilio's form fields, as posted) keyed by its MessageSid.
+
+    The same MessageSid twice, a webhook retried or two requests racing, is one row.
+    """
+    raw = urlencode(sorted(form.items())).encode("utf-8")
+    sha = hashlib.sha256(raw).hexdigest()
+    sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    return _store(
+        sessions,
+        source,
+        {
+            "channel": "sms",
+            "source": source,
+            "dedupe_key": f"sms:{sid}" if sid else f"sms:sha256:{sha}",
+            "message_id": sid or None,
+            "envelope_from": form.get("From"),
+            "envelope_to": [form["To"]] if form.get("To") else [],
+            "raw": raw,
+            "sha256": sha,
+            "received_at": received_at,
+        },
+    )
+
+
+def _store(sessions: sessionmaker[Session], source: str, values: dict[str, Any]) -> Stored:
+    values.update(state="pending", attempts=0)
     with unit_of_work(sessions) as session:
         inbound_id, created = insert_or_get(session, InboundMessage, "dedupe_key", values)
         session.commit()
     if not created:
-        log.info("inbound %d: the same bytes arrived again from %s", inbound_id, source)
+        log.info("inbound %d: the same message arrived again from %s", inbound_id, source)
     return Stored(inbound_id, created)

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.bootstrap import Services
+from gateway.sms_intake import SmsIntake
 from parsers.intake import extract_intake
 from parsers.mail import ParsedEmail, parse_email
 from parsers.refs import find_subject_ref, format_ref, tag_subject
@@ -187,11 +188,11 @@ def _process_in_transaction(services: Services, session: Session, inbound_id: in
         state = row.state if row else "missing"
         raise NotProcessable(f"inbound {inbound_id} is {state}; nothing to process")
     row = session.get_one(InboundMessage, inbound_id)
-    if row.channel != "email":
-        raise NotProcessable(f"inbound {inbound_id} is an {row.channel} message")
     now = services.clock()
-    parsed = parse_email(row.raw)
-    ticket_id, result = EmailIntake(services, session, row, parsed, now).run()
+    if row.channel == "sms":
+        ticket_id, result = SmsIntake(services, session, row, now).run()
+    else:
+        ticket_id, result = EmailIntake(services, session, row, parse_email(row.raw), now).run()
     row.state, row.result, row.error, row.processed_at = "processed", result, None, now
     return Outcome(inbound_id, result, ticket_id)
 

@@ -81,7 +81,9 @@ _NOT_PHONE_FIELDS = frozenset({"machine_model", "serial", ""})
 _SERIAL = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9._/-]*[A-Za-z0-9])?(?: \d[A-Za-z0-9-]*(?=\s|$|[,;.]))*"
 )
-_MODEL_END = re.compile(r"[,;。、(]")
+# A model ends at punctuation, or where Chinese prose starts after a space:
+# "型号：XP-3000 打印机不开机" names the model XP-3000.
+_MODEL_END = re.compile(r"[,;。、(]|\s+(?=[\u3400-\u9fff])")
 _NAME_END = re.compile(r"[\s,;/]*(?:\+?\d[\d\s()-]{5,}|\S+@\S+)")
 _EMPTY_TAXONOMY: Mapping[str, Sequence[str]] = types.MappingProxyType({})
 

@@ -168,3 +168,9 @@ def test_sms_text_without_subject() -> None:
     assert fields.machine_model == "HT-8200"
     assert fields.phone == "+8613800138000"
     assert fields.fault_type == "paper_jam"
+
+
+def test_a_labelled_model_ends_where_chinese_prose_starts() -> None:
+    fields = extract_intake("", "型号：XP-3000 打印机不开机，请尽快处理")
+    assert fields.machine_model == "XP-3000"
+    assert extract_intake("", "Model: LaserJet Pro M404\n").machine_model == "LaserJet Pro M404"

@@ -7,21 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from gateway.sms_intake import run_command
 from parsers.refs import format_ref
 from parsers.sms_commands import (
-    Accept,
     Ack,
-    Arrived,
-    Assign,
-    CheckIn,
-    Confirm,
-    Consent,
-    Done,
-    Escalate,
-    Eta,
-    Help,
-    SmsCommand,
-    Unknown,
     parse_sms,
     usage_text,
 )
@@ -53,7 +42,6 @@ from workflow.staff_commands import (
     route_sms,
     sms_or_email,
     unrecognised_text,
-    usage_reply,
 )
 from workflow.tickets import DeadlineKind, Notification, TicketState
 
@@ -477,34 +465,8 @@ def test_an_engineers_ok_acknowledges_nothing() -> None:
 
 
 def dispatch(text: str, sender: StaffView, facts: Facts, now: datetime = NOW) -> CommandResult:
-    """The mapping the SMS webhook makes from a parsed command to a workflow function."""
-    message = inbound(sender, now)
-    usage = usage_text(sender.role, sender.language)
-    command: SmsCommand = parse_sms(text)
-    match command:
-        case Accept(ticket_id):
-            return accept_ticket(message, facts, RULES, ticket_id)
-        case CheckIn(body):
-            return record_checkin(message, facts, RULES, body)
-        case Arrived(ticket_id, note):
-            return record_arrival(message, facts, RULES, ticket_id, note)
-        case Eta(ticket_id, when_text, at, after):
-            return report_eta(message, facts, RULES, ticket_id, when_text, at, after)
-        case Done(ticket_id, summary):
-            return resolve_ticket(message, facts, RULES, ticket_id, summary)
-        case Escalate(ticket_id, reason):
-            return escalate_ticket(message, facts, RULES, ticket_id, reason)
-        case Ack(ticket_id, target):
-            return acknowledge_checkins(message, facts, RULES, ticket_id, target)
-        case Assign(ticket_id, engineer, phone):
-            return assign_ticket(message, facts, RULES, ticket_id, engineer, phone)
-        case Confirm(ticket_id):
-            return confirm_ticket(message, facts, RULES, ticket_id)
-        case Help() | Consent():
-            return usage_reply(message, usage)
-        case Unknown(body):
-            return unrecognised_text(message, facts, RULES, body, usage)
-    raise AssertionError(command)
+    """Runs an SMS text the way the webhook does: parsed, then the workflow function."""
+    return run_command(parse_sms(text), inbound(sender, now), facts, RULES)
 
 
 @pytest.mark.parametrize(

@@ -133,6 +133,8 @@ class SmsSettings:
     twilio_from: str = ""
     twilio_messaging_service_sid: str = ""
     twilio_api_url: str = "https://api.twilio.com"
+    # A customer's text joins their most recent open ticket updated within this many days.
+    thread_window_days: int = _setting(14, check=_check_positive)
 
 
 @dataclass(frozen=True)
