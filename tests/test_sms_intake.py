@@ -34,14 +34,31 @@ def text(services: Services, sender: str, body: str, sid: str | None = None) -> 
 @pytest.fixture
 def staffed(services: Services) -> Services:
     with unit_of_work(services.sessions) as session:
-        boss = Staff(name="李主管", role="supervisor", email="li@support.example.com",
-                     phone=SUPERVISOR, language="zh-CN", timezone="Asia/Shanghai",
-                     created_at=FIXED_NOW, updated_at=FIXED_NOW)  # fmt: skip
+        boss = Staff(
+            name="李主管",
+            role="supervisor",
+            email="li@support.example.com",
+            phone=SUPERVISOR,
+            language="zh-CN",
+            timezone="Asia/Shanghai",
+            created_at=FIXED_NOW,
+            updated_at=FIXED_NOW,
+        )
         session.add(boss)
         session.flush()
-        session.add(Staff(name="王强", role="engineer", email="wq@support.example.com",
-                          phone=ENGINEER, supervisor_id=boss.id, language="zh-CN",
-                          timezone="Asia/Shanghai", created_at=FIXED_NOW, updated_at=FIXED_NOW))  # fmt: skip
+        session.add(
+            Staff(
+                name="王强",
+                role="engineer",
+                email="wq@support.example.com",
+                phone=ENGINEER,
+                supervisor_id=boss.id,
+                language="zh-CN",
+                timezone="Asia/Shanghai",
+                created_at=FIXED_NOW,
+                updated_at=FIXED_NOW,
+            )
+        )
         session.commit()
     return services
 
@@ -88,9 +105,18 @@ def _assigned_ticket(services: Services, trip_days: int = 0) -> None:
         ticket.state, ticket.engineer_id = "assigned", engineer.id
         ticket.supervisor_id = engineer.supervisor_id
         if trip_days:
-            session.add(Trip(ticket_id=1, engineer_id=engineer.id, supervisor_id=engineer.supervisor_id,
-                             starts_on=date(2026, 11, 27), ends_on=date(2026, 11, 27) + timedelta(days=trip_days),
-                             state="onsite", created_at=FIXED_NOW))  # fmt: skip
+            first_day = date(2026, 11, 27)
+            session.add(
+                Trip(
+                    ticket_id=1,
+                    engineer_id=engineer.id,
+                    supervisor_id=engineer.supervisor_id,
+                    starts_on=first_day,
+                    ends_on=first_day + timedelta(days=trip_days),
+                    state="onsite",
+                    created_at=FIXED_NOW,
+                )
+            )
         session.commit()
 
 
