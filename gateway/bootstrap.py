@@ -11,6 +11,10 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifier.dispatcher import Dispatcher
+from notifier.email_transport import EmailTransport
+from notifier.sms_transport import SmsTransport
+from notifier.transports import build_email_transport, build_renderer, build_sms_transport
 from storage.db import create_db_engine
 from storage.secrets import get_or_create_secret
 from storage.uow import session_factory, unit_of_work
@@ -55,6 +59,9 @@ class Services:
     clock: Clock
     _calendar: BusinessCalendar | None = field(default=None, repr=False)
     _reply_key: bytes | None = field(default=None, repr=False)
+    _email_transport: EmailTransport | None = field(default=None, repr=False)
+    _sms_transport: SmsTransport | None = field(default=None, repr=False)
+    _dispatcher: Dispatcher | None = field(default=None, repr=False)
 
     def calendar(self) -> BusinessCalendar:
         if self._calendar is None:
@@ -74,7 +81,34 @@ class Services:
                 self._reply_key = value.encode()
         return self._reply_key
 
+    # --- the notifier's transports: built once, on first use -----------------------------
+    def email_transport(self) -> EmailTransport:
+        if self._email_transport is None:
+            self._email_transport = build_email_transport(self.settings)
+        return self._email_transport
+
+    def sms_transport(self) -> SmsTransport:
+        if self._sms_transport is None:
+            self._sms_transport = build_sms_transport(self.settings, self.clock)
+        return self._sms_transport
+
+    def dispatcher(self) -> Dispatcher:
+        """The outbox dispatcher on this deployment's transports (one per Services)."""
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(
+                self.sessions,
+                self.settings,
+                self.clock,
+                build_renderer(self.settings),
+                self.email_transport(),
+                self.sms_transport(),
+            )
+        return self._dispatcher
+
     def close(self) -> None:
+        for transport in (self._email_transport, self._sms_transport):
+            if transport is not None:
+                transport.close()
         self.engine.dispose()
 
 

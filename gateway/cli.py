@@ -24,11 +24,11 @@ from gateway.bootstrap import Services, build_services, read_settings, system_cl
 from gateway.imports import ImportRejected, import_customers, import_staff
 from gateway.inbound import store_email
 from gateway.intake import NotProcessable, process_inbound
-from gateway.views import inbound_summary, ticket_detail, ticket_summary
+from gateway.views import inbound_summary, outbox_summary, ticket_detail, ticket_summary
 from parsers.refs import parse_ref
 from parsers.roster import RowError, parse_customer_csv, parse_staff_csv
 from storage import migrate
-from storage.models import InboundMessage, Message, Ticket
+from storage.models import InboundMessage, Message, OutboxMessage, PhoneFlag, Ticket
 from storage.uow import unit_of_work
 from workflow.clock import fixed_clock, parse_instant
 from workflow.roles import STAFF_ROLES
@@ -349,6 +349,71 @@ def inbound_replay(ctx: Context, inbound_id: int) -> None:
     click.echo(f"inbound #{inbound_id}: {outcome.result}")
     if outcome.result.startswith("failed"):
         fail("still failing; the message stays quarantined")
+
+
+# --- outbox (notifier, issue 4) -------------------------------------------------------
+OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "dead")
+
+
+@cli.group()
+def outbox() -> None:
+    """Everything the service sends, and what became of it."""
+
+
+@outbox.command("list")
+@click.option("--status", type=click.Choice(OUTBOX_STATUSES), help="Only rows in this state.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@pass_context
+def outbox_list(ctx: Context, status: str | None, as_json: bool) -> None:
+    """Outbox rows, newest first."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc())
+    if status:
+        query = query.where(OutboxMessage.status == status)
+    with session_for(ctx) as session:
+        rows = [outbox_summary(row) for row in session.scalars(query)]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        note = row["last_error"] if row["status"] != "sent" else row["provider_id"]
+        click.echo(
+            f"#{row['id']:<6} {row['created_at'][:19]} {row['channel']:<5} {row['status']:<7} "
+            f"{row['template']:<12} {row['to']:<28} {(note or '').splitlines()[0] if note else ''}"
+        )
+    if not rows:
+        click.echo("no outbox rows")
+
+
+@outbox.command("send")
+@pass_context
+def outbox_send(ctx: Context) -> None:
+    """Send what is due now (one pass of the dispatcher) and exit."""
+    report = ctx.services.dispatcher().run_pass()
+    click.echo(f"outbox: {report.summary()}")
+
+
+@outbox.command("retry")
+@click.argument("outbox_id", type=int)
+@pass_context
+def outbox_retry(ctx: Context, outbox_id: int) -> None:
+    """Queue a failed, dead or waiting row again, with a fresh retry budget."""
+    now = ctx.services.clock()
+    with session_for(ctx) as session:
+        row = session.get(OutboxMessage, outbox_id)
+        if row is None:
+            fail(f"no outbox row #{outbox_id}")
+        if row.status == "sent":
+            fail(f"outbox #{outbox_id} was sent at {row.sent_at}; not sending it twice")
+        if row.status == "sending" and row.lease_until and row.lease_until > now:
+            fail(f"outbox #{outbox_id} is being sent right now")
+        was = row.status
+        row.status, row.attempts, row.next_attempt_at, row.lease_until = "queued", 0, now, None
+        if row.channel == "sms":  # the operator vouches for the number again
+            flag = session.get(PhoneFlag, row.to_address)
+            if flag is not None:
+                session.delete(flag)
+        session.commit()
+    click.echo(f"outbox #{outbox_id} queued again (was {was}); the next dispatcher pass sends it")
 
 
 @cli.command()

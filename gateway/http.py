@@ -1,18 +1,23 @@
-"""The HTTP side of ``serve``: health check now, the Twilio webhooks later."""
+"""The HTTP side of ``serve``: health check and Twilio's delivery reports."""
 
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Services
+from notifier.status import apply_status
+from notifier.transports import status_callback_url
+from storage.uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -32,4 +37,49 @@ def build_http_app(services: Services) -> Starlette:
             return JSONResponse({"status": "ok", "database": "ok"})
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
 
-    return Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+    # --- Twilio delivery reports (notifier, issue 4) ----------------------------------
+    validator = RequestValidator(services.settings.sms.twilio_auth_token)
+
+    def record_status(form: dict[str, str], outbox_id: int | None) -> str:
+        with unit_of_work(services.sessions) as session:
+            result = apply_status(
+                session,
+                message_sid=form.get("MessageSid", ""),
+                status=form.get("MessageStatus", ""),
+                error_code=form.get("ErrorCode") or None,
+                outbox_id=outbox_id,
+                now=services.clock(),
+            )
+            session.commit()
+        return result
+
+    async def twilio_status(request: Request) -> Response:
+        # Twilio posts application/x-www-form-urlencoded; parsed here with the stdlib
+        # (Starlette's request.form() would need python-multipart for this alone).
+        body = (await request.body()).decode("utf-8", "replace")
+        form = dict(parse_qsl(body, keep_blank_values=True))
+        # Twilio signs the URL it called: ours, as configured, with this request's query.
+        signed_url = urlsplit(status_callback_url(services.settings))._replace(
+            query=request.url.query
+        )
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not services.settings.sms.twilio_auth_token or not validator.validate(
+            signed_url.geturl(), form, signature
+        ):
+            log.warning("Twilio status callback with a bad signature refused")
+            return Response("invalid signature", status_code=403)
+        if not form.get("MessageSid") or not form.get("MessageStatus"):
+            return Response("MessageSid and MessageStatus are required", status_code=400)
+        outbox = request.query_params.get("outbox", "")
+        result = await run_in_threadpool(
+            record_status, form, int(outbox) if outbox.isdigit() else None
+        )
+        log.info("Twilio status %s: %s", form["MessageSid"], result)
+        return Response(status_code=204)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/twilio/status", twilio_status, methods=["POST"]),
+        ]
+    )

@@ -12,6 +12,7 @@ from gateway.http import build_http_app
 from gateway.imap import start_pollers
 from gateway.intake_worker import IntakeWorker
 from gateway.smtp import IntakeHandler, start_smtp_server
+from notifier.dispatcher import DispatcherThread
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,11 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 async def serve(services: Services) -> None:
+    # The outbox dispatcher (notifier): built first, so a wrong transport setting stops
+    # start-up; it polls every notifier.poll_seconds and wakes early on new rows.
+    dispatcher = DispatcherThread(
+        services.dispatcher(), services.engine, services.settings.notifier.poll_seconds
+    )
     worker = IntakeWorker(services)  # also takes rows left pending by a crash
     smtp_host, smtp_port = split_listen(services.settings.smtp.listen)
     handler = IntakeHandler(services, None, worker.wake)
@@ -35,12 +41,14 @@ async def serve(services: Services) -> None:
     )
     log.info("HTTP listening on %s:%d", host, port)
     try:
+        dispatcher.start()
         await uvicorn.Server(config).serve()
     finally:
         pollers.stop()
         smtp_server.close()
         await smtp_server.wait_closed()
         worker.close()
+        dispatcher.stop()  # last: what intake wrote meanwhile waits in the outbox
 
 
 def run(services: Services) -> None:

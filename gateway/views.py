@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from parsers.refs import format_ref
-from storage.models import InboundMessage, Ticket
+from storage.models import InboundMessage, OutboxMessage, Ticket
 
 
 def iso(value: datetime | None) -> str | None:
@@ -75,4 +75,28 @@ def inbound_summary(row: InboundMessage) -> dict[str, Any]:
         "error": row.error,
         "attempts": row.attempts,
         "processed_at": iso(row.processed_at),
+    }
+
+
+def outbox_summary(row: OutboxMessage) -> dict[str, Any]:
+    """An outbox row as DESIGN.md names it, plus what an operator needs to act on it."""
+    return {
+        "id": row.id,
+        "channel": row.channel,
+        "to": row.to_address,
+        "subject": row.subject,
+        "body": row.body,
+        "template": row.template,
+        "language": row.language,
+        "status": row.status,
+        "idempotency_key": row.idempotency_key,
+        "ticket_ref": format_ref(row.ticket_id) if row.ticket_id else None,
+        "message_id": row.message_id,
+        "attempts": row.attempts,
+        "next_attempt_at": iso(row.next_attempt_at),
+        "provider_id": row.provider_id,
+        "delivery_status": row.delivery_status,
+        "last_error": row.last_error,
+        "created_at": iso(row.created_at),
+        "sent_at": iso(row.sent_at),
     }

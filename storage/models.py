@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -332,6 +333,10 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # Set when an attempt may have reached the provider without us learning the outcome
+    # (a timeout or 5xx after the request left, a worker killed mid-send): an SMS is
+    # reconciled against the provider's message list before it is sent again.
+    in_doubt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
@@ -384,3 +389,14 @@ class ImapCursor(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime]
+
+
+class PhoneFlag(Base):
+    """A number the SMS provider called undeliverable (Twilio 21211 invalid, 21614 not
+    a mobile): SMS to it fail at once instead of being tried again."""
+
+    __tablename__ = "phone_flags"
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    code: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(300))
+    flagged_at: Mapped[datetime]

@@ -51,6 +51,11 @@ def _check_positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _check_validity(value: int) -> str | None:
+    # Twilio accepts ValidityPeriod from 1 to 36000 seconds.
+    return None if 1 <= value <= 36000 else "must be between 1 and 36000 seconds"
+
+
 def _check_window(value: str) -> str | None:
     match = re.fullmatch(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})", value)
     if not match:
@@ -122,6 +127,10 @@ class EmailSettings:
     smtp_password: str = ""
     starttls: bool = False
     auto_replies_per_sender_per_hour: int = _setting(5, check=_check_positive)
+    # Notifier (issue 4): the relay's socket timeout, and implicit TLS (port 465) instead
+    # of STARTTLS.
+    smtp_timeout: float = _setting(30, check=_check_positive)
+    smtp_ssl: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,11 +139,33 @@ class SmsSettings:
     log_file: str = "var/sms.log"
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
+    twilio_previous_auth_token: str = ""  # still accepted on webhooks during a rotation
     twilio_from: str = ""
     twilio_messaging_service_sid: str = ""
     twilio_api_url: str = "https://api.twilio.com"
     # A customer's text joins their most recent open ticket updated within this many days.
     thread_window_days: int = _setting(14, check=_check_positive)
+    # Notifier (issue 4). The client has no HTTP timeout of its own; empty callback URL
+    # means <http.public_url>/twilio/status.
+    twilio_timeout: float = _setting(10, check=_check_positive)
+    twilio_status_callback_url: str = ""
+    reminder_validity_seconds: int = _setting(3600, check=_check_validity)
+    max_segments: int = _setting(3, check=_check_positive)
+    unreachable_attempts: int = _setting(3, check=_check_positive)  # Twilio 30003
+
+
+@dataclass(frozen=True)
+class NotifierSettings:
+    """The outbox dispatcher (issue 4): polling, leases, retries, dead letters, templates."""
+
+    poll_seconds: float = _setting(1.0, check=_check_positive)
+    batch_size: int = _setting(50, check=_check_positive)
+    lease_seconds: int = _setting(120, check=_check_positive)
+    max_attempts: int = _setting(8, check=_check_positive)
+    backoff_base_seconds: float = _setting(30, check=_check_positive)
+    backoff_max_seconds: float = _setting(3600, check=_check_positive)
+    operations_email: str = ""  # dead letters and configuration errors are mailed here
+    templates_dir: str = ""  # a folder whose templates win over the shipped ones
 
 
 @dataclass(frozen=True)
@@ -184,6 +215,7 @@ class Settings:
     imap: ImapSettings = field(default_factory=ImapSettings)
     email: EmailSettings = field(default_factory=EmailSettings)
     sms: SmsSettings = field(default_factory=SmsSettings)
+    notifier: NotifierSettings = field(default_factory=NotifierSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
 
