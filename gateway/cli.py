@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from gateway.bootstrap import Services, build_services, read_settings, system_clock
 from gateway.imports import ImportRejected, import_customers, import_staff
-from gateway.inbound import store_email
+from gateway.inbound import store_email, store_sms
 from gateway.intake import NotProcessable, process_inbound
 from gateway.views import inbound_summary, outbox_summary, ticket_detail, ticket_summary
 from parsers.refs import parse_ref
@@ -302,6 +303,26 @@ def ingest_email(ctx: Context, files: tuple[Path, ...]) -> None:
         fail(f"{failed} message(s) quarantined; see `supportline inbound list --failed`")
 
 
+@ingest.command("sms")
+@click.option("--from", "sender", required=True, metavar="NUMBER", help="The sender's phone.")
+@click.option("--body", required=True, metavar="TEXT", help="The message text.")
+@click.option("--to", "to", default="", metavar="NUMBER", help="Our number it was sent to.")
+@click.option("--sid", default="", help="Twilio's MessageSid; the same SID twice is one SMS.")
+@pass_context
+def ingest_sms(ctx: Context, sender: str, body: str, to: str, sid: str) -> None:
+    """Store and process one SMS, as if Twilio had posted it to the webhook."""
+    services = ctx.services
+    form = {"From": sender, "To": to, "Body": body, "MessageSid": sid or f"CLI{uuid.uuid4().hex}"}
+    stored = store_sms(services.sessions, form, source="cli", received_at=services.clock())
+    if stored.created:
+        result = process_inbound(services, stored.inbound_id).result
+    else:
+        result = "already stored; " + _inbound_state(ctx, stored.inbound_id)
+    click.echo(f"inbound #{stored.inbound_id}: {result}")
+    if result.startswith("failed"):
+        fail("the SMS was quarantined; see `supportline inbound list --failed`")
+
+
 def _inbound_state(ctx: Context, inbound_id: int) -> str:
     with session_for(ctx) as session:
         row = session.get_one(InboundMessage, inbound_id)
@@ -419,7 +440,7 @@ def outbox_retry(ctx: Context, outbox_id: int) -> None:
 @cli.command()
 @pass_context
 def serve(ctx: Context) -> None:
-    """Run the service: HTTP (health check) until interrupted."""
+    """Run the service: SMTP, IMAP pollers, HTTP (health, Twilio), intake, outbox."""
     if ctx.now:
         fail("serve always runs on the real clock; drop --now / SUPPORTLINE_NOW", 2)
     from gateway import serve as serving

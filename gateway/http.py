@@ -1,9 +1,9 @@
-"""The HTTP side of ``serve``: health check and Twilio's delivery reports."""
+"""The HTTP side of ``serve``: health check, Twilio's inbound SMS and delivery reports."""
 
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -12,9 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Services
+from gateway.twilio_webhook import sms_endpoint, verified_form
 from notifier.status import apply_status
 from notifier.transports import status_callback_url
 from storage.uow import unit_of_work
@@ -22,7 +22,12 @@ from storage.uow import unit_of_work
 log = logging.getLogger(__name__)
 
 
-def build_http_app(services: Services) -> Starlette:
+def build_http_app(
+    services: Services, on_stored: Callable[[int], None] = lambda _inbound_id: None
+) -> Starlette:
+    """The app; ``on_stored`` is told of each newly stored inbound SMS (serve wakes the
+    intake worker with it)."""
+
     def database_answers() -> bool:
         try:
             with services.engine.connect() as connection:
@@ -37,9 +42,7 @@ def build_http_app(services: Services) -> Starlette:
             return JSONResponse({"status": "ok", "database": "ok"})
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
 
-    # --- Twilio delivery reports (notifier, issue 4) ----------------------------------
-    validator = RequestValidator(services.settings.sms.twilio_auth_token)
-
+    # --- Twilio delivery reports (notifier) ---------------------------------------------
     def record_status(form: dict[str, str], outbox_id: int | None) -> str:
         with unit_of_work(services.sessions) as session:
             result = apply_status(
@@ -54,19 +57,9 @@ def build_http_app(services: Services) -> Starlette:
         return result
 
     async def twilio_status(request: Request) -> Response:
-        # Twilio posts application/x-www-form-urlencoded; parsed here with the stdlib
-        # (Starlette's request.form() would need python-multipart for this alone).
-        body = (await request.body()).decode("utf-8", "replace")
-        form = dict(parse_qsl(body, keep_blank_values=True))
-        # Twilio signs the URL it called: ours, as configured, with this request's query.
-        signed_url = urlsplit(status_callback_url(services.settings))._replace(
-            query=request.url.query
-        )
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not services.settings.sms.twilio_auth_token or not validator.validate(
-            signed_url.geturl(), form, signature
-        ):
-            log.warning("Twilio status callback with a bad signature refused")
+        # Twilio signs the URL it called: the callback URL we gave it, with the query.
+        form = await verified_form(request, services, status_callback_url(services.settings))
+        if form is None:
             return Response("invalid signature", status_code=403)
         if not form.get("MessageSid") or not form.get("MessageStatus"):
             return Response("MessageSid and MessageStatus are required", status_code=400)
@@ -81,5 +74,6 @@ def build_http_app(services: Services) -> Starlette:
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/twilio/status", twilio_status, methods=["POST"]),
+            Route("/twilio/sms", sms_endpoint(services, on_stored), methods=["POST"]),
         ]
     )

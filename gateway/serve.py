@@ -37,7 +37,11 @@ async def serve(services: Services) -> None:
 
     host, port = split_listen(services.settings.http.listen)
     config = uvicorn.Config(
-        build_http_app(services), host=host, port=port, log_level="info", lifespan="off"
+        build_http_app(services, worker.wake),
+        host=host,
+        port=port,
+        log_level="info",
+        lifespan="off",
     )
     log.info("HTTP listening on %s:%d", host, port)
     try:

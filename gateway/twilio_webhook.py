@@ -62,15 +62,22 @@ def auth_tokens(services: Services) -> tuple[str, ...]:
     return tuple(t for t in (sms.twilio_auth_token, sms.twilio_previous_auth_token) if t)
 
 
-async def verified_form(request: Request, services: Services) -> dict[str, str] | None:
-    """The posted form if Twilio signed it for this URL, else None (nothing is stored)."""
+async def verified_form(
+    request: Request, services: Services, called_url: str | None = None
+) -> dict[str, str] | None:
+    """The posted form if Twilio signed it, else None (and nothing is stored).
+
+    ``called_url`` is the address Twilio was given, without the query; by default our
+    ``http.public_url`` with this request's path.
+    """
     # Twilio posts application/x-www-form-urlencoded; parsed with the stdlib (Starlette's
     # request.form() needs python-multipart, a dependency for this alone).
     body = (await request.body()).decode("utf-8", "replace")
     params = SignedParams()
     for name, value in parse_qsl(body, keep_blank_values=True):
         params.setdefault(name, []).append(value)
-    url = signed_url(services.settings.http.public_url, request.url.path, request.url.query)
+    base = called_url or signed_url(services.settings.http.public_url, request.url.path, "")
+    url = urlsplit(base)._replace(query=request.url.query).geturl()
     signature = request.headers.get("X-Twilio-Signature")
     if signature_valid(auth_tokens(services), url, params, signature):
         return {name: values[-1] for name, values in params.items()}

@@ -256,3 +256,15 @@ def test_ingest_and_inbound_commands(run) -> None:
     assert json.loads(run("inbound", "list", "--failed", "--json").output) == []
     refused = run("inbound", "replay", "1")
     assert refused.exit_code == 1 and "inbound 1 is processed; nothing to process" in refused.output
+
+
+def test_ingest_sms_runs_the_webhook_pipeline(run) -> None:
+    result = run(
+        "ingest", "sms", "--from", "139 1111 2222", "--body", "XP-3000 卡纸", "--sid", "SM1"
+    )
+    assert result.exit_code == 0, result.output
+    assert "inbound #1: ticket SL-000001 opened" in result.output
+    again = run("ingest", "sms", "--from", "13911112222", "--body", "XP-3000 卡纸", "--sid", "SM1")
+    assert "already stored" in again.output
+    shown = json.loads(run("tickets", "show", "SL-000001", "--json").output)
+    assert (shown["channel"], shown["contact_phone"]) == ("sms", "+8613911112222")
