@@ -136,7 +136,7 @@ def _process_in_savepoint(services: Services, session: Session, inbound_id: int)
 
 
 def process_pending(
-    services: Services, batch_size: int = 50, stop: threading.Event | None = None
+    services: Services, batch_size: int = 8, stop: threading.Event | None = None
 ) -> list[Outcome]:
     """Processes every row stored but not yet processed, batch by batch, until none is
     left or ``stop`` is set."""

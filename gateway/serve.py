@@ -41,6 +41,8 @@ async def serve(services: Services) -> None:
         host=host,
         port=port,
         log_level="info",
+        # One log line per webhook is noise that costs throughput; problems are logged.
+        access_log=False,
         lifespan="off",
     )
     log.info("HTTP listening on %s:%d", host, port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,55 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
+    _serialize_writers(engine)
+    return engine
+
+
+def _serialize_writers(engine: Engine) -> None:
+    """Writers of this process queue on a Python lock, then BEGIN IMMEDIATE.
+
+    SQLite's own busy handler polls with sleeps of up to 100 ms, so when the webhook,
+    SMTP, the intake worker and the dispatcher all write, a waiting writer oversleeps
+    and latency jumps; a lock hands over the moment the holder commits. The lock is
+    taken when a transaction begins and given back after the COMMIT or ROLLBACK has run
+    (the pool's rollback of a connection returned mid-transaction included). Other
+    processes, such as a CLI command, still meet SQLite's busy timeout.
+    """
+    write_lock = threading.Lock()
+    holder: list[Any] = [None]  # the DBAPI connection inside a write transaction
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def raw(connection: Any) -> Any:
+        return getattr(connection, "dbapi_connection", connection)
+
+    def release(dbapi_connection: Any) -> None:
+        if holder[0] is not None and holder[0] is raw(dbapi_connection):
+            holder[0] = None
+            write_lock.release()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if not write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise TimeoutError("timed out waiting for this process's SQLite write lock")
+        holder[0] = raw(connection.connection)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            release(holder[0])
+            raise
 
-    return engine
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            commit(dbapi_connection)
+        finally:
+            release(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            rollback(dbapi_connection)
+        finally:
+            release(dbapi_connection)
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
