@@ -6,7 +6,6 @@ workflow decides (state change, deadlines, check-in, replies) commits together.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -37,7 +36,7 @@ from parsers.sms_commands import (
     parse_sms,
     usage_text,
 )
-from storage.apply import apply_decision
+from storage.apply import apply_decision, meet_deadlines
 from storage.models import (
     CheckIn as CheckInRow,
 )
@@ -81,7 +80,13 @@ from workflow.staff_commands import (
     unrecognised_text,
     usage_reply,
 )
-from workflow.tickets import Notification, TicketState, customer_replied, open_ticket
+from workflow.tickets import (
+    Decision,
+    Notification,
+    TicketState,
+    customer_replied,
+    open_ticket,
+)
 
 CLOSED_STATES = (TicketState.CLOSED.value,)
 ACK_TEMPLATE = "ticket_ack"
@@ -208,17 +213,7 @@ class SmsIntake:
         if ticket is not None:
             self._thread_message(ticket)
         if result.decision is not None and ticket is not None:
-            reachable = (self._reachable(note) for note in result.decision.notify)
-            decision = replace(result.decision, notify=tuple(n for n in reachable if n))
-            apply_decision(
-                self.session,
-                ticket,
-                decision,
-                self.now,
-                actor=self.phone,
-                via="sms",
-                detail={"inbound_id": self.row.id, "command": command.verb.value},
-            )
+            self._apply(ticket, result.decision, command=command.verb.value)
         self._apply_updates(result, ticket)
         for note in (result.reply, *result.notify):
             self._send(note, ticket)
@@ -339,8 +334,8 @@ class SmsIntake:
                 select(CheckInRow).where(CheckInRow.id.in_(ack.checkin_ids))
             ):
                 row.acknowledged_at, row.acknowledged_by_id = ack.at, ack.by_id
-            self._close_deadlines(
-                Deadline.checkin_id.in_(ack.checkin_ids), [k.value for k in ack.stops]
+            meet_deadlines(
+                self.session, Deadline.checkin_id.in_(ack.checkin_ids), ack.stops, self.now
             )
 
     def _write_checkin(self, result: CommandResult) -> None:
@@ -363,7 +358,7 @@ class SmsIntake:
         row.relayed_at = write.relayed_at
         row.acknowledged_at, row.acknowledged_by_id = None, None
         self.session.flush()
-        self._close_deadlines(Deadline.trip_id == write.trip_id, [k.value for k in write.meets])
+        meet_deadlines(self.session, Deadline.trip_id == write.trip_id, write.meets, self.now)
         if write.reply_clock is not None:
             clock = write.reply_clock
             self.session.add(
@@ -380,12 +375,6 @@ class SmsIntake:
                 )
             )
 
-    def _close_deadlines(self, which: Any, kinds: Sequence[str]) -> None:
-        for deadline in self.session.scalars(
-            select(Deadline).where(which, Deadline.kind.in_(kinds), Deadline.state == "open")
-        ):
-            deadline.state, deadline.closed_at, deadline.next_stage_at = "met", self.now, None
-
     # -- customers ----------------------------------------------------------------------
 
     def _customer_message(self) -> tuple[int, str]:
@@ -401,15 +390,7 @@ class SmsIntake:
         ).first()
         if ticket is not None:
             self._thread_message(ticket)
-            apply_decision(
-                self.session,
-                ticket,
-                customer_replied(TicketState(ticket.state)),
-                self.now,
-                actor=self.phone,
-                via="sms",
-                detail={"inbound_id": self.row.id},
-            )
+            self._apply(ticket, customer_replied(TicketState(ticket.state)))
             return ticket.id, f"reply on {format_ref(ticket.id)} (open ticket of {self.phone})"
         return self._open_ticket()
 
@@ -473,20 +454,8 @@ class SmsIntake:
                     "reply_to": "",
                 },
             )
-            ack = self._reachable(ack)
         decision = open_ticket(self.now, self.services.calendar(), settings.policy, ack)
-        apply_decision(
-            self.session,
-            ticket,
-            decision,
-            self.now,
-            actor=self.phone,
-            via="sms",
-            detail={
-                "inbound_id": self.row.id,
-                **({"no_acknowledgement": refusal} if refusal else {}),
-            },
-        )
+        self._apply(ticket, decision, **({"no_acknowledgement": refusal} if refusal else {}))
         result = f"ticket {format_ref(ticket.id)} opened"
         return ticket.id, result + (f"; no acknowledgement: {refusal}" if refusal else "")
 
@@ -523,6 +492,20 @@ class SmsIntake:
                 inbound_id=self.row.id,
                 created_at=self.now,
             )
+        )
+
+    def _apply(self, ticket: Ticket, decision: Decision, **detail: Any) -> None:
+        """Writes a workflow decision, its SMS rerouted for numbers that opted out."""
+        reachable = (self._reachable(note) for note in decision.notify)
+        decision = replace(decision, notify=tuple(note for note in reachable if note))
+        apply_decision(
+            self.session,
+            ticket,
+            decision,
+            self.now,
+            actor=self.phone,
+            via="sms",
+            detail={"inbound_id": self.row.id, **detail},
         )
 
     def _reachable(self, note: Notification) -> Notification | None:

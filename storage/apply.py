@@ -6,11 +6,11 @@ together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from storage.models import Deadline, Event, Ticket
@@ -20,6 +20,17 @@ from workflow.tickets import Decision, Notification
 # Builds the outbox fields a notification needs beyond the decision itself (Message-ID,
 # threading headers, reply address); the gateway knows the domain and the token key.
 Addressing = Callable[[Ticket, Notification], dict[str, Any]]
+
+
+def meet_deadlines(
+    session: Session, which: ColumnElement[bool], kinds: Iterable[str], now: datetime
+) -> None:
+    """Marks the open deadlines ``which`` selects, of ``kinds``, as met at ``now``."""
+    open_rows = select(Deadline).where(
+        which, Deadline.state == "open", Deadline.kind.in_([str(kind) for kind in kinds])
+    )
+    for deadline in session.scalars(open_rows):
+        deadline.state, deadline.closed_at, deadline.next_stage_at = "met", now, None
 
 
 def apply_decision(
@@ -38,13 +49,7 @@ def apply_decision(
     ticket.updated_at = now
     session.flush()  # the ticket needs its id for the rows below
     if decision.stop:
-        open_rows = select(Deadline).where(
-            Deadline.ticket_id == ticket.id,
-            Deadline.state == "open",
-            Deadline.kind.in_([k.value for k in decision.stop]),
-        )
-        for deadline in session.scalars(open_rows):
-            deadline.state, deadline.closed_at, deadline.next_stage_at = "met", now, None
+        meet_deadlines(session, Deadline.ticket_id == ticket.id, decision.stop, now)
     for start in decision.start:
         session.add(
             Deadline(
