@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.bootstrap import Services
+from gateway.inbound_writer import InboundWriter
 from gateway.twilio_webhook import sms_endpoint, verified_form
 from notifier.status import apply_status
 from notifier.transports import status_callback_url
@@ -22,11 +22,10 @@ from storage.uow import unit_of_work
 log = logging.getLogger(__name__)
 
 
-def build_http_app(
-    services: Services, on_stored: Callable[[int], None] = lambda _inbound_id: None
-) -> Starlette:
-    """The app; ``on_stored`` is told of each newly stored inbound SMS (serve wakes the
-    intake worker with it)."""
+def build_http_app(services: Services, writer: InboundWriter | None = None) -> Starlette:
+    """The app; inbound SMS are stored through ``writer`` (serve's, which wakes the intake
+    worker; a writer of its own otherwise)."""
+    writer = writer or InboundWriter(services.sessions)
 
     def database_answers() -> bool:
         try:
@@ -74,6 +73,6 @@ def build_http_app(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/twilio/status", twilio_status, methods=["POST"]),
-            Route("/twilio/sms", sms_endpoint(services, on_stored), methods=["POST"]),
+            Route("/twilio/sms", sms_endpoint(services, writer), methods=["POST"]),
         ]
     )

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.inserts import insert_or_get
+from storage.inserts import insert_many_or_get
 from storage.models import InboundMessage
 from storage.uow import unit_of_work
 
@@ -47,6 +47,67 @@ def email_dedupe_key(sha256: str) -> str:
     return f"email:sha256:{sha256}"
 
 
+def email_row(
+    raw: bytes,
+    *,
+    source: str,
+    received_at: datetime,
+    envelope_from: str | None = None,
+    envelope_to: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The inbound row of a raw email, keyed by its content hash."""
+    sha = hashlib.sha256(raw).hexdigest()
+    return {
+        "channel": "email",
+        "source": source,
+        "dedupe_key": email_dedupe_key(sha),
+        "message_id": header_message_id(raw),
+        "envelope_from": envelope_from,
+        "envelope_to": list(envelope_to),
+        "raw": raw,
+        "sha256": sha,
+        "received_at": received_at,
+    }
+
+
+def sms_row(form: Mapping[str, str], *, source: str, received_at: datetime) -> dict[str, Any]:
+    """The inbound row of an SMS (Twilio's form fields, as posted), keyed by MessageSid.
+
+    The same MessageSid twice, a webhook retried or two requests racing, is one row.
+    """
+    raw = urlencode(sorted(form.items())).encode("utf-8")
+    sha = hashlib.sha256(raw).hexdigest()
+    sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    return {
+        "channel": "sms",
+        "source": source,
+        "dedupe_key": f"sms:{sid}" if sid else f"sms:sha256:{sha}",
+        "message_id": sid or None,
+        "envelope_from": form.get("From"),
+        "envelope_to": [form["To"]] if form.get("To") else [],
+        "raw": raw,
+        "sha256": sha,
+        "received_at": received_at,
+    }
+
+
+def store_rows(sessions: sessionmaker[Session], rows: Sequence[dict[str, Any]]) -> list[Stored]:
+    """Commits inbound rows in one transaction; a row already there is found, not doubled."""
+    with unit_of_work(sessions) as session:
+        new_rows = [{**values, "state": "pending", "attempts": 0} for values in rows]
+        results = insert_many_or_get(session, InboundMessage, "dedupe_key", new_rows)
+        session.commit()
+    stored = [Stored(inbound_id, created) for inbound_id, created in results]
+    for values, result in zip(rows, stored, strict=True):
+        if not result.created:
+            log.info(
+                "inbound %d: the same message arrived again (%s)",
+                result.inbound_id,
+                values["source"],
+            )
+    return stored
+
+
 def store_email(
     sessions: sessionmaker[Session],
     raw: bytes,
@@ -57,60 +118,18 @@ def store_email(
     envelope_to: Sequence[str] = (),
 ) -> Stored:
     """Commits the raw message and returns its row; safe to call again with the same bytes."""
-    sha = hashlib.sha256(raw).hexdigest()
-    return _store(
-        sessions,
-        source,
-        {
-            "channel": "email",
-            "source": source,
-            "dedupe_key": email_dedupe_key(sha),
-            "message_id": header_message_id(raw),
-            "envelope_from": envelope_from,
-            "envelope_to": list(envelope_to),
-            "raw": raw,
-            "sha256": sha,
-            "received_at": received_at,
-        },
+    row = email_row(
+        raw,
+        source=source,
+        received_at=received_at,
+        envelope_from=envelope_from,
+        envelope_to=envelope_to,
     )
+    return store_rows(sessions, [row])[0]
 
 
 def store_sms(
-    sessions: sessionmaker[Session],
-    form: Mapping[str, str],
-    *,
-    source: str,
-    received_at: datetime,
+    sessions: sessionmaker[Session], form: Mapping[str, str], *, source: str, received_at: datetime
 ) -> Stored:
-    """Commits an inbound SMS (Twilio's form fields, as posted) keyed by its MessageSid.
-
-    The same MessageSid twice, a webhook retried or two requests racing, is one row.
-    """
-    raw = urlencode(sorted(form.items())).encode("utf-8")
-    sha = hashlib.sha256(raw).hexdigest()
-    sid = form.get("MessageSid") or form.get("SmsSid") or ""
-    return _store(
-        sessions,
-        source,
-        {
-            "channel": "sms",
-            "source": source,
-            "dedupe_key": f"sms:{sid}" if sid else f"sms:sha256:{sha}",
-            "message_id": sid or None,
-            "envelope_from": form.get("From"),
-            "envelope_to": [form["To"]] if form.get("To") else [],
-            "raw": raw,
-            "sha256": sha,
-            "received_at": received_at,
-        },
-    )
-
-
-def _store(sessions: sessionmaker[Session], source: str, values: dict[str, Any]) -> Stored:
-    values.update(state="pending", attempts=0)
-    with unit_of_work(sessions) as session:
-        inbound_id, created = insert_or_get(session, InboundMessage, "dedupe_key", values)
-        session.commit()
-    if not created:
-        log.info("inbound %d: the same message arrived again from %s", inbound_id, source)
-    return Stored(inbound_id, created)
+    """Commits an inbound SMS and returns its row; the same MessageSid again finds it."""
+    return store_rows(sessions, [sms_row(form, source=source, received_at=received_at)])[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -136,13 +136,18 @@ def _process_in_savepoint(services: Services, session: Session, inbound_id: int)
 
 
 def process_pending(
-    services: Services, batch_size: int = 8, stop: threading.Event | None = None
+    services: Services,
+    batch_size: int = 8,
+    stop: threading.Event | None = None,
+    before_batch: Callable[[], None] | None = None,
 ) -> list[Outcome]:
     """Processes every row stored but not yet processed, batch by batch, until none is
-    left or ``stop`` is set."""
+    left or ``stop`` is set; ``before_batch`` may hold a batch back (to let arrivals in)."""
     outcomes: list[Outcome] = []
     after = 0
     while stop is None or not stop.is_set():
+        if before_batch is not None:
+            before_batch()
         with unit_of_work(services.sessions) as session:
             ids = session.scalars(
                 select(InboundMessage.id)

@@ -17,6 +17,7 @@ import threading
 from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
+from gateway.inbound_writer import InboundWriter
 from gateway.intake import process_pending
 from storage.models import InboundMessage
 from storage.uow import unit_of_work
@@ -24,11 +25,17 @@ from storage.uow import unit_of_work
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 5.0  # a safety net: wake() normally starts the work at once
+QUIET_SECONDS = 0.02  # arrivals this recent hold a batch back...
+MAX_HOLD_SECONDS = 1.0  # ...but never longer than this, so processing always advances
 
 
 class IntakeWorker:
-    def __init__(self, services: Services) -> None:
+    """``yield_to``: the listeners' writer; while messages are arriving, storing them
+    (what senders wait for) goes first and each batch of processing waits a moment."""
+
+    def __init__(self, services: Services, yield_to: InboundWriter | None = None) -> None:
         self.services = services
+        self.yield_to = yield_to
         self.wake_flag = threading.Event()
         self.stop_flag = threading.Event()
         self.thread = threading.Thread(target=self._run, name="intake", daemon=True)
@@ -41,13 +48,24 @@ class IntakeWorker:
         while not self.stop_flag.is_set():
             self.wake_flag.clear()
             try:
-                for outcome in process_pending(self.services, stop=self.stop_flag):
+                passes = process_pending(
+                    self.services, stop=self.stop_flag, before_batch=self._let_arrivals_in
+                )
+                for outcome in passes:
                     log.info("inbound %d: %s", outcome.inbound_id, outcome.result)
             except Exception:  # the database may be away; rows stay pending, try again later
                 log.exception("intake pass failed; retrying in %.0f s", POLL_SECONDS)
                 self.stop_flag.wait(POLL_SECONDS)
                 continue
             self.wake_flag.wait(POLL_SECONDS)
+
+    def _let_arrivals_in(self) -> None:
+        if self.yield_to is None:
+            return
+        held = 0.0
+        while held < MAX_HOLD_SECONDS and not self.yield_to.quiet_for(QUIET_SECONDS):
+            self.stop_flag.wait(QUIET_SECONDS)
+            held += QUIET_SECONDS
 
     def pending(self) -> int:
         with unit_of_work(self.services.sessions) as session:

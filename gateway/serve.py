@@ -10,6 +10,7 @@ import uvicorn
 from gateway.bootstrap import Services
 from gateway.http import build_http_app
 from gateway.imap import start_pollers
+from gateway.inbound_writer import InboundWriter
 from gateway.intake_worker import IntakeWorker
 from gateway.smtp import IntakeHandler, start_smtp_server
 from notifier.dispatcher import DispatcherThread
@@ -30,14 +31,16 @@ async def serve(services: Services) -> None:
     )
     worker = IntakeWorker(services)  # also takes rows left pending by a crash
     smtp_host, smtp_port = split_listen(services.settings.smtp.listen)
-    handler = IntakeHandler(services, None, worker.wake)
+    writer = InboundWriter(services.sessions, worker.wake)  # SMTP and webhooks commit here
+    worker.yield_to = writer  # while mail and texts arrive, storing them comes first
+    handler = IntakeHandler(services, writer)
     smtp_server = await start_smtp_server(services, handler, smtp_host, smtp_port)
     log.info("SMTP listening on %s:%d", smtp_host, smtp_port)
     pollers = start_pollers(services, worker.wake)  # one thread per [[imap.mailboxes]]
 
     host, port = split_listen(services.settings.http.listen)
     config = uvicorn.Config(
-        build_http_app(services, worker.wake),
+        build_http_app(services, writer),
         host=host,
         port=port,
         log_level="info",
@@ -53,6 +56,7 @@ async def serve(services: Services) -> None:
         pollers.stop()
         smtp_server.close()
         await smtp_server.wait_closed()
+        writer.close()
         worker.close()
         dispatcher.stop()  # last: what intake wrote meanwhile waits in the outbox
 

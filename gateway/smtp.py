@@ -4,21 +4,20 @@ The handler converts, stores and acknowledges, nothing else (aiosmtpd
 ``docs/handlers.rst``). The raw bytes are committed before ``250``; any failure of ours
 answers ``451 4.3.0`` so the sending MTA keeps the message and retries (RFC 5321
 §4.2.5): never a 5xx for our own trouble, never an exception text on the wire.
-Blocking database work runs in a thread pool, off the event loop.
+Blocking database work runs in the group-commit writer's thread, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.bootstrap import Services
-from gateway.inbound import store_email
+from gateway.inbound import email_row
+from gateway.inbound_writer import InboundWriter
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +38,9 @@ def smtp_server_options(services: Services) -> dict[str, Any]:
 class IntakeHandler:
     """aiosmtpd handler: only our domains, store before 250, 451 on our failures."""
 
-    def __init__(
-        self,
-        services: Services,
-        executor: Executor | None,
-        on_stored: Callable[[int], None],
-    ) -> None:
+    def __init__(self, services: Services, writer: InboundWriter) -> None:
         self.services = services
-        self.executor = executor
-        self.on_stored = on_stored
+        self.writer = writer
         self.domains = {d.lower() for d in services.settings.smtp.domains}
 
     async def handle_RCPT(
@@ -69,27 +62,18 @@ class IntakeHandler:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):  # only with decode_data=True, which we do not use
             raw = raw.encode("utf-8", "surrogateescape")
-        loop = asyncio.get_running_loop()
+        row = email_row(
+            raw,
+            source="smtp",
+            received_at=self.services.clock(),
+            envelope_from=envelope.mail_from,
+            envelope_to=list(envelope.rcpt_tos),
+        )
         try:
-            stored = await loop.run_in_executor(
-                self.executor,
-                lambda: store_email(
-                    self.services.sessions,
-                    raw,
-                    source="smtp",
-                    received_at=self.services.clock(),
-                    envelope_from=envelope.mail_from,
-                    envelope_to=list(envelope.rcpt_tos),
-                ),
-            )
+            stored = await self.writer.store(row)
         except Exception:
             log.exception("could not store a message from %s", envelope.mail_from)
             return TEMPORARY_FAILURE
-        if stored.created:
-            try:
-                self.on_stored(stored.inbound_id)
-            except Exception:  # the row is committed; processing catches up later
-                log.exception("could not queue inbound %d for processing", stored.inbound_id)
         return f"250 2.0.0 OK: queued as inbound {stored.inbound_id}"
 
     async def handle_exception(self, error: Exception) -> str:

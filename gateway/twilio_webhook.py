@@ -12,13 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Services
-from gateway.inbound import store_sms
+from gateway.inbound import sms_row
+from gateway.inbound_writer import InboundWriter
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ async def verified_form(
 
 
 def sms_endpoint(
-    services: Services, on_stored: Callable[[int], None]
+    services: Services, writer: InboundWriter
 ) -> Callable[[Request], Awaitable[Response]]:
     """``POST /twilio/sms``: verify, commit the raw request, answer; processing follows.
 
@@ -100,16 +100,13 @@ def sms_endpoint(
             return Response("invalid signature", status_code=403)
         if not form.get("MessageSid") or not form.get("From"):
             return Response("MessageSid and From are required", status_code=400)
+        row = sms_row(form, source="twilio", received_at=services.clock())
         try:
-            stored = await run_in_threadpool(
-                store_sms, services.sessions, form, source="twilio", received_at=services.clock()
-            )
+            await writer.store(row)
         except Exception:
             # Not stored: a 5xx makes Twilio use the fallback URL or report the failure.
             log.exception("could not store SMS %s", form.get("MessageSid"))
             return Response("temporarily unavailable", status_code=503)
-        if stored.created:
-            on_stored(stored.inbound_id)
         return Response(EMPTY_TWIML, media_type="application/xml")
 
     return receive_sms

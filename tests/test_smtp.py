@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
+from gateway.inbound_writer import InboundWriter
 from gateway.intake import process_pending
 from gateway.intake_worker import IntakeWorker
 from gateway.smtp import IntakeHandler, start_smtp_server
@@ -53,7 +54,8 @@ def run_server(
         worker = IntakeWorker(services)
         on_stored = worker.wake
     port = free_port()
-    handler = IntakeHandler(services, None, on_stored)
+    writer = InboundWriter(services.sessions, on_stored)
+    handler = IntakeHandler(services, writer)
     server = asyncio.run_coroutine_threadsafe(
         start_smtp_server(services, handler, "127.0.0.1", port), loop
     ).result(10)
@@ -63,6 +65,7 @@ def run_server(
         loop.call_soon_threadsafe(server.close)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+        writer.close()
         if worker is not None:
             worker.close()
         services.close()

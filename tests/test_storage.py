@@ -188,3 +188,24 @@ def test_sqlite_is_durable_and_checks_foreign_keys(sqlite_url: str) -> None:
         with pytest.raises(IntegrityError):
             session.commit()
     engine.dispose()
+
+
+def test_insert_many_or_get_creates_each_key_once(services: Services) -> None:
+    from storage.inserts import insert_many_or_get
+
+    def row(key: str) -> dict:
+        return {"channel": "sms", "source": "t", "dedupe_key": key, "raw": b"x",
+                "sha256": "0" * 64, "received_at": NOW, "envelope_to": [], "state": "pending",
+                "attempts": 0}  # fmt: skip
+
+    with unit_of_work(services.sessions) as session:
+        [(old_id, _)] = insert_many_or_get(session, InboundMessage, "dedupe_key", [row("old")])
+        results = insert_many_or_get(
+            session, InboundMessage, "dedupe_key", [row("a"), row("old"), row("a"), row("b")]
+        )
+        session.commit()
+    (a_id, a_new), (again_id, again_new), (a2_id, a2_new), (_, b_new) = results
+    assert (a_new, again_new, a2_new, b_new) == (True, False, False, True)
+    assert again_id == old_id and a2_id == a_id
+    with unit_of_work(services.sessions) as session:
+        assert len(session.scalars(select(InboundMessage)).all()) == 3
