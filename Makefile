@@ -27,8 +27,11 @@ lint: $(VENV)/.installed
 test: lint
 	$(BIN)/pytest
 
+# Throughput beside same-run baselines (see bench/*.py); not part of `make test`.
 bench: $(VENV)/.installed
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.intake_smtp
+	$(BIN)/python -m bench.dispatch_email
+	$(BIN)/python -m bench.webhook_sms
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
