@@ -18,12 +18,12 @@ from typing import IO, Any, NoReturn
 
 import click
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from gateway.bootstrap import Services, build_services, read_settings, system_clock
 from gateway.imports import ImportRejected, import_customers, import_staff
-from gateway.inbound import store_email, store_sms
+from gateway.inbound import Stored, store_email, store_sms
 from gateway.intake import NotProcessable, process_inbound
 from gateway.views import inbound_summary, outbox_summary, ticket_detail, ticket_summary
 from parsers.refs import parse_ref
@@ -92,6 +92,8 @@ class SupportlineGroup(click.Group):
         except OperationalError as exc:
             hint = "is it reachable, and upgraded with `supportline db upgrade`?"
             raise OperatorError(f"database error: {exc.orig} ({hint})") from None
+        except IntegrityError as exc:  # a conflict no check above foresaw: say, not crash
+            raise OperatorError(f"refused by the database, nothing changed: {exc.orig}") from None
 
 
 def emit_json(document: Any) -> None:
@@ -292,11 +294,7 @@ def ingest_email(ctx: Context, files: tuple[Path, ...]) -> None:
         stored = store_email(
             services.sessions, path.read_bytes(), source="cli", received_at=services.clock()
         )
-        if stored.created:
-            outcome = process_inbound(services, stored.inbound_id)
-            result = outcome.result
-        else:
-            result = "already stored; " + _inbound_state(ctx, stored.inbound_id)
+        result = _process_stored(ctx, stored)
         failed += result.startswith("failed")
         click.echo(f"{path}: inbound #{stored.inbound_id}: {result}")
     if failed:
@@ -314,13 +312,21 @@ def ingest_sms(ctx: Context, sender: str, body: str, to: str, sid: str) -> None:
     services = ctx.services
     form = {"From": sender, "To": to, "Body": body, "MessageSid": sid or f"CLI{uuid.uuid4().hex}"}
     stored = store_sms(services.sessions, form, source="cli", received_at=services.clock())
-    if stored.created:
-        result = process_inbound(services, stored.inbound_id).result
-    else:
-        result = "already stored; " + _inbound_state(ctx, stored.inbound_id)
+    result = _process_stored(ctx, stored)
     click.echo(f"inbound #{stored.inbound_id}: {result}")
     if result.startswith("failed"):
         fail("the SMS was quarantined; see `supportline inbound list --failed`")
+
+
+def _process_stored(ctx: Context, stored: Stored) -> str:
+    """Processes a row this command stored; a row stored before (or taken meanwhile by a
+    running ``serve``) is reported as it stands."""
+    if stored.created:
+        try:
+            return process_inbound(ctx.services, stored.inbound_id).result
+        except NotProcessable:
+            return "processed meanwhile by the service; " + _inbound_state(ctx, stored.inbound_id)
+    return "already stored; " + _inbound_state(ctx, stored.inbound_id)
 
 
 def _inbound_state(ctx: Context, inbound_id: int) -> str:
@@ -373,7 +379,7 @@ def inbound_replay(ctx: Context, inbound_id: int) -> None:
 
 
 # --- outbox (notifier, issue 4) -------------------------------------------------------
-OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "dead")
+OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "dead", "bounced")
 
 
 @cli.group()
@@ -423,11 +429,15 @@ def outbox_retry(ctx: Context, outbox_id: int) -> None:
         row = session.get(OutboxMessage, outbox_id)
         if row is None:
             fail(f"no outbox row #{outbox_id}")
-        if row.status == "sent":
+        if row.status in ("sent", "bounced"):
             fail(f"outbox #{outbox_id} was sent at {row.sent_at}; not sending it twice")
         if row.status == "sending" and row.lease_until and row.lease_until > now:
             fail(f"outbox #{outbox_id} is being sent right now")
         was = row.status
+        if was == "sending":
+            # A worker died with it: it may have left. The dispatcher asks the provider
+            # before sending again (email keeps its Message-ID either way).
+            row.in_doubt = True
         row.status, row.attempts, row.next_attempt_at, row.lease_until = "queued", 0, now, None
         if row.channel == "sms":  # the operator vouches for the number again
             flag = session.get(PhoneFlag, row.to_address)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -28,10 +26,17 @@ def build_http_app(services: Services, writer: InboundWriter | None = None) -> S
     writer = writer or InboundWriter(services.sessions)
 
     def database_answers() -> bool:
+        # A raw DBAPI connection: no transaction, so the check never queues behind a
+        # writer (SQLite writers of this process hold a lock for their transaction).
         try:
-            with services.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError:
+            raw = services.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute("SELECT 1")
+                cursor.close()
+            finally:
+                raw.close()
+        except Exception:  # whatever the driver raises, the answer is "unavailable"
             log.exception("health check: the database does not answer")
             return False
         return True

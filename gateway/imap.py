@@ -208,9 +208,10 @@ class ImapPoller:
         # "n:*" always matches the highest UID, even below n (RFC 3501 section 6.4.8),
         # hence the filter.
         criteria: list[str] = ["UID", f"{last_uid + 1}:*"]
-        if not self._can_move and last_uid == 0:
-            # A scan from the start (first run, new UIDVALIDITY) without MOVE: what we
-            # acknowledged carries \Flagged, so it is not fetched again. Above a cursor
+        if not self._can_move and (last_uid == 0 or self.failed_uids):
+            # Without MOVE, what we acknowledged carries \Flagged. A scan from the start
+            # (first run, new UIDVALIDITY), or past a message that failed and holds the
+            # cursor back, skips those instead of fetching them on every pass. Otherwise
             # the cursor is enough, and a message a person flagged is still read.
             criteria.append("UNFLAGGED")
         uids = sorted(uid for uid in client.search(criteria) if uid > last_uid)

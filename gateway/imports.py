@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from parsers.roster import CustomerRow, RowError, StaffRow
-from storage.models import Contact, Customer, Machine, Staff
+from storage.models import Contact, Customer, Machine, Staff, Ticket
 
 
 class ImportRejected(Exception):
@@ -112,20 +112,32 @@ def _upsert_contact(
     counts: ImportCounts,
     errors: list[RowError],
 ) -> None:
-    contact = None
+    by_email = by_phone = None
     if row.email:
-        contact = session.scalars(select(Contact).where(Contact.email == row.email)).first()
-    if contact is None and row.phone:
-        contact = session.scalars(select(Contact).where(Contact.phone == row.phone)).first()
+        by_email = session.scalars(select(Contact).where(Contact.email == row.email)).first()
+    if row.phone:
+        by_phone = session.scalars(select(Contact).where(Contact.phone == row.phone)).first()
+    contact = by_email or by_phone
     if contact is None:
         contact = Contact(created_at=now)
         session.add(contact)
         counts.details["contacts"] += 1
-    elif contact.customer is not None and contact.customer is not customer:
-        errors.append(
-            RowError(row.line, f"{row.email or row.phone} is a contact of {contact.customer.name}")
+    for known in {by_email, by_phone} - {None}:
+        if known is not None and known.customer not in (None, customer):
+            errors.append(
+                RowError(
+                    row.line, f"{row.email or row.phone} is a contact of {known.customer.name}"
+                )
+            )
+            return
+    if by_email is not None and by_phone is not None and by_email is not by_phone:
+        # The same person wrote from this address and texted from this phone before the
+        # file named them: one contact, with the other's tickets.
+        session.execute(
+            update(Ticket).where(Ticket.contact_id == by_phone.id).values(contact_id=by_email.id)
         )
-        return
+        session.delete(by_phone)
+        session.flush()
     contact.customer = customer
     contact.name = row.contact or contact.name
     contact.email = row.email or contact.email

@@ -322,17 +322,22 @@ class EmailIntake:
         assert bounce is not None
         ours = []
         if bounce.original_message_ids:
+            # Only what already left can bounce; a report naming a row still queued or
+            # being sent (a forgery, or a mix-up) must not stop it from going out.
             ours = list(
                 self.session.scalars(
                     select(OutboxMessage).where(
-                        OutboxMessage.message_id.in_(bounce.original_message_ids)
+                        OutboxMessage.message_id.in_(bounce.original_message_ids),
+                        OutboxMessage.status.in_(("sent", "bounced")),
                     )
                 )
             )
+        recipients = ", ".join(bounce.failed_recipients)
         for sent in ours:
-            sent.status = "bounced"
-            sent.delivery_status = "bounced" if bounce.permanent else "delayed"
-            recipients = ", ".join(bounce.failed_recipients)
+            if bounce.permanent:
+                sent.status, sent.delivery_status = "bounced", "bounced"
+            else:  # delayed: still in transit somewhere, nothing to undo
+                sent.delivery_status = "delayed"
             sent.last_error = f"bounce: {bounce.reason}" + (
                 f" ({recipients})" if recipients else ""
             )

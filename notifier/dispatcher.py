@@ -242,7 +242,10 @@ class Dispatcher:
                         else:
                             current.append(self._sender().submit(self._send_email, *prepared))
                     elif row.channel == "sms":
-                        self.record([self.attempt(row)], report)
+                        # SMS go one by one, each up to the client's timeout: a batch can
+                        # outlast its lease. Send only while the row is still ours.
+                        if self._renew_lease(row):
+                            self.record([self.attempt(row)], report)
                     else:
                         current.append(self.attempt(row))
                 self._record_batch(previous, report)
@@ -250,6 +253,26 @@ class Dispatcher:
         finally:
             self._record_batch(previous, report)  # stopped, or an error: keep what was sent
         return report
+
+    def _renew_lease(self, row: Claimed) -> bool:
+        """Extends the row's lease just before a send; False when another dispatcher has
+        taken it since (its lease ran out), which then owns the send."""
+        until = self.clock() + timedelta(seconds=self.settings.notifier.lease_seconds)
+        with unit_of_work(self.sessions) as session:
+            renewed = session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row.id,
+                    OutboxMessage.status == "sending",
+                    OutboxMessage.attempts == row.attempts,
+                )
+                .values(lease_until=until)
+            )
+            session.commit()
+        if renewed.rowcount == 0:  # type: ignore[attr-defined]
+            log.warning("outbox #%d: lease lost to another dispatcher; not sending", row.id)
+            return False
+        return True
 
     def _record_batch(self, batch: list[Outcome | Future[Outcome]], report: PassReport) -> None:
         outcomes = [item.result() if isinstance(item, Future) else item for item in batch]

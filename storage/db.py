@@ -67,7 +67,7 @@ def _serialize_writers(engine: Engine) -> None:
         return getattr(connection, "dbapi_connection", connection)
 
     def release(dbapi_connection: Any) -> None:
-        if holder[0] is not None and holder[0] is raw(dbapi_connection):
+        if dbapi_connection is not None and holder[0] is raw(dbapi_connection):
             holder[0] = None
             write_lock.release()
 
@@ -96,3 +96,10 @@ def _serialize_writers(engine: Engine) -> None:
 
     dialect.do_commit = do_commit  # type: ignore[method-assign]
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    # Backstops: a connection that is invalidated (an error the driver cannot recover
+    # from, an interrupt mid-statement) or closed is not rolled back through the dialect,
+    # and SQLite drops its transaction with it; every connection also passes "checkin"
+    # on its way back to the pool. Whichever comes first gives the lock back.
+    for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached"):
+        event.listen(engine.pool, name, lambda dbapi_connection, *_rest: release(dbapi_connection))

@@ -268,3 +268,22 @@ def test_ingest_sms_runs_the_webhook_pipeline(run) -> None:
     assert "already stored" in again.output
     shown = json.loads(run("tickets", "show", "SL-000001", "--json").output)
     assert (shown["channel"], shown["contact_phone"]) == ("sms", "+8613911112222")
+
+
+def test_customer_file_joins_a_texter_and_a_writer_into_one_contact(run) -> None:
+    run("ingest", "sms", "--from", "13911112222", "--body", "printer broken", "--sid", "SM9")
+    mail = run.tmp_path / "m.eml"
+    mail.write_bytes(b"From: zw@huadong.example.cn\r\nSubject: jam\r\n\r\nPaper jam\r\n")
+    run("ingest", "email", str(mail))
+    csv_text = "customer,contact,email,phone,language,model,serial,shipped_on,special\n"
+    csv_text += "Huadong,Zhang Wei,zw@huadong.example.cn,13911112222,zh-CN,,,,\n"
+    result = run(
+        "customers", "import", str(run.tmp_path / "c.csv"), input_files={"c.csv": csv_text}
+    )
+    assert result.exit_code == 0, result.output
+    services = make_services(run.db_url)
+    with unit_of_work(services.sessions) as session:
+        (contact,) = session.scalars(select(Contact)).all()
+        assert (contact.email, contact.phone) == ("zw@huadong.example.cn", "+8613911112222")
+        assert {t.contact_id for t in session.scalars(select(Ticket))} == {contact.id}
+    services.close()

@@ -115,27 +115,42 @@ def test_auto_reply_opens_nothing(services: Services) -> None:
     assert count(services, Ticket) == 0 and count(services, OutboxMessage) == 0
 
 
-def test_bounce_of_our_acknowledgement_marks_it(services: Services) -> None:
-    ingest(services, customer_mail())
-    ack = one(services, OutboxMessage)
-    bounce = (
+def _bounce_of(message_id: str) -> bytes:
+    return (
         "From: MAILER-DAEMON@mx.huadong.example.cn\r\n"
         "To: support@support.example.com\r\n"
         "Subject: Undelivered Mail Returned to Sender\r\n"
-        "Message-ID: <bounce1@mx>\r\n"
+        f"Message-ID: <bounce-{abs(hash(message_id))}@mx>\r\n"
         "MIME-Version: 1.0\r\n"
         'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
         "--B\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n"
         "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
         "Reporting-MTA: dns; mx\r\n\r\nFinal-Recipient: rfc822; zw@huadong.example.cn\r\n"
         "Action: failed\r\nStatus: 5.1.1\r\n\r\n"
-        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {ack.message_id}\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {message_id}\r\n"
         "Subject: ack\r\n\r\n--B--\r\n"
     ).encode()
-    outcome = ingest(services, bounce)
+
+
+def test_bounce_of_our_sent_acknowledgement_marks_it(services: Services) -> None:
+    ingest(services, customer_mail())
+    ack = one(services, OutboxMessage)
+    with unit_of_work(services.sessions) as session:
+        session.get_one(OutboxMessage, ack.id).status = "sent"
+        session.commit()
+    outcome = ingest(services, _bounce_of(ack.message_id))
     assert outcome.result.startswith(f"bounce of outbox #{ack.id}")
     assert one(services, OutboxMessage).status == "bounced"
     assert count(services, Ticket) == 1
+
+
+def test_a_bounce_naming_a_queued_message_does_not_stop_it(services: Services) -> None:
+    """Our Message-IDs are predictable; a forged bounce must not cancel an acknowledgement."""
+    ingest(services, customer_mail())
+    ack = one(services, OutboxMessage)
+    outcome = ingest(services, _bounce_of(ack.message_id))
+    assert outcome.result.startswith("bounce, not of a message of ours")
+    assert one(services, OutboxMessage).status == "queued"
 
 
 def test_acknowledgements_are_rate_limited_per_sender(db_url: str) -> None:

@@ -111,3 +111,26 @@ def test_serve_acknowledges_a_customer_mail_into_the_maildir(tmp_path: Path) -> 
     finally:
         output = stop(process)
     assert "outbox: 1 sent" in output and "outbox pass failed" not in output, output
+
+
+def test_retrying_a_stuck_sending_row_marks_it_in_doubt(db_url: str, tmp_path: Path) -> None:
+    """A worker died mid-send: the retry must ask the provider before sending again."""
+    config = _setup(db_url, tmp_path)
+    services = make_services(db_url)
+    with unit_of_work(services.sessions) as session:
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == 1)
+            .values(status="sending", lease_until=FIXED_NOW)
+        )  # fmt: skip
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == 2).values(status="bounced"))
+        session.commit()
+    retried = _run(config, "outbox", "retry", "1")
+    assert retried.exit_code == 0 and "was sending" in retried.output
+    with unit_of_work(services.sessions) as session:
+        row = session.get_one(OutboxMessage, 1)
+        assert (row.status, row.in_doubt) == ("queued", True)
+    bounced = _run(config, "outbox", "retry", "2")
+    assert bounced.exit_code == 1 and "not sending it twice" in bounced.output
+    listed = json.loads(_run(config, "outbox", "list", "--status", "bounced", "--json").output)
+    assert [r["id"] for r in listed] == [2]
+    services.close()

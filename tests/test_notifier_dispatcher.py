@@ -176,3 +176,20 @@ def test_two_dispatchers_on_postgresql_send_1000_rows_exactly_once(db_url: str) 
     assert counts == {"sent": 1000}
     assert len(email.sent) == 1000 and set(email.sent.values()) == {1}
     assert sorted(r.sent for r in reports) != [0, 1000]  # both took a share
+
+
+def test_a_slow_batch_does_not_send_a_row_whose_lease_was_taken(db_url: str) -> None:
+    """Dispatcher A leased two rows; B took one over when A's lease ran out: A must not send it."""
+    clock = MutableClock(FIXED_NOW)
+    services = make_services(db_url, notifier={"lease_seconds": 60})
+    queue(services, 2)
+    email = RecordingEmail()
+    slow = dispatcher(services, email, clock)
+    first, second = slow.claim(2)
+    clock.advance(seconds=50)
+    assert slow._renew_lease(first)  # still A's: its lease now runs 60 s from here
+    clock.advance(seconds=11)  # second's lease has run out, first's has not
+    rescuer = dispatcher(services, email, clock)
+    assert [c.id for c in rescuer.claim(10)] == [second.id]  # first's lease was renewed
+    assert not slow._renew_lease(second)  # B owns it now
+    services.close()

@@ -209,3 +209,37 @@ def test_insert_many_or_get_creates_each_key_once(services: Services) -> None:
     assert again_id == old_id and a2_id == a_id
     with unit_of_work(services.sessions) as session:
         assert len(session.scalars(select(InboundMessage)).all()) == 3
+
+
+def _write_lock_is_free(engine) -> bool:
+    """A second transaction can begin at once (the first one gave the lock back)."""
+    import threading
+
+    done = threading.Event()
+
+    def begin_elsewhere() -> None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        done.set()
+
+    threading.Thread(target=begin_elsewhere, daemon=True).start()
+    return done.wait(5)
+
+
+def test_an_invalidated_connection_gives_the_write_lock_back(sqlite_url: str) -> None:
+    engine = create_db_engine(sqlite_url)
+    connection = engine.connect()
+    connection.exec_driver_sql("SELECT 1")  # begins: takes this process's write lock
+    connection.invalidate()
+    connection.close()
+    assert _write_lock_is_free(engine)
+    engine.dispose()
+
+
+def test_an_interrupt_mid_transaction_gives_the_write_lock_back(sqlite_url: str) -> None:
+    engine = create_db_engine(sqlite_url)
+    with pytest.raises(KeyboardInterrupt), engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+        raise KeyboardInterrupt
+    assert _write_lock_is_free(engine)
+    engine.dispose()
