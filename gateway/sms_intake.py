@@ -36,7 +36,7 @@ from parsers.sms_commands import (
     parse_sms,
     usage_text,
 )
-from storage.apply import apply_decision, meet_deadlines
+from storage.apply import apply_decision, meet_deadlines, new_deadline
 from storage.models import (
     CheckIn as CheckInRow,
 )
@@ -360,18 +360,12 @@ class SmsIntake:
         self.session.flush()
         meet_deadlines(self.session, Deadline.trip_id == write.trip_id, write.meets, self.now)
         if write.reply_clock is not None:
-            clock = write.reply_clock
             self.session.add(
-                Deadline(
-                    kind=clock.kind.value,
+                new_deadline(
+                    write.reply_clock,
                     trip_id=write.trip_id,
                     checkin_id=row.id,
                     owner_id=write.relayed_to_id,
-                    started_at=clock.started_at,
-                    due_at=clock.due_at,
-                    next_stage_at=clock.warn_at,
-                    state="open",
-                    stages_done=0,
                 )
             )
 

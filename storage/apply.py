@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from storage.models import Deadline, Event, Ticket
 from storage.outbox import enqueue
-from workflow.tickets import Decision, Notification
+from workflow.tickets import Decision, Notification, StartDeadline
 
 # Builds the outbox fields a notification needs beyond the decision itself (Message-ID,
 # threading headers, reply address); the gateway knows the domain and the token key.
@@ -31,6 +31,20 @@ def meet_deadlines(
     )
     for deadline in session.scalars(open_rows):
         deadline.state, deadline.closed_at, deadline.next_stage_at = "met", now, None
+
+
+def new_deadline(start: StartDeadline, **links: int | None) -> Deadline:
+    """The row of a clock the workflow starts; ``links`` name its ticket, trip, check-in
+    and owner. The tick first looks at it when the owner is to be warned."""
+    return Deadline(
+        kind=start.kind.value,
+        started_at=start.started_at,
+        due_at=start.due_at,
+        next_stage_at=start.warn_at,
+        state="open",
+        stages_done=0,
+        **links,
+    )
 
 
 def apply_decision(
@@ -51,18 +65,7 @@ def apply_decision(
     if decision.stop:
         meet_deadlines(session, Deadline.ticket_id == ticket.id, decision.stop, now)
     for start in decision.start:
-        session.add(
-            Deadline(
-                kind=start.kind.value,
-                ticket_id=ticket.id,
-                owner_id=ticket.owner_id,
-                started_at=start.started_at,
-                due_at=start.due_at,
-                next_stage_at=start.warn_at,
-                state="open",
-                stages_done=0,
-            )
-        )
+        session.add(new_deadline(start, ticket_id=ticket.id, owner_id=ticket.owner_id))
     created = []
     for note in decision.notify:
         extra = addressing(ticket, note) if addressing else {}
