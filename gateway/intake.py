@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway.bootstrap import Services
@@ -249,6 +249,14 @@ class EmailIntake:
         """The ticket already holding this Message-ID with the same text, if any."""
         if not self.parsed.message_id:
             return None
+        if self.session.get_bind().dialect.name == "postgresql":
+            # Two copies of one message (other routes, other bytes) processed at once by
+            # two serve processes would each miss the other's uncommitted Message: the
+            # second waits here until the first commits. (SQLite has one writer anyway.)
+            self.session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:message_id))"),
+                {"message_id": self.parsed.message_id},
+            )
         earlier = self.session.scalars(
             select(Message).where(
                 Message.message_id == self.parsed.message_id, Message.direction == "in"

@@ -81,6 +81,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL schema, for behaviour only PostgreSQL has (concurrent writers)."""
+    name = f"t_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    yield _postgres_schema_url(name)
+    _drop_postgres_schema(name)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'supportline.db'}"
 

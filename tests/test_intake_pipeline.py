@@ -213,3 +213,32 @@ def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) 
     replayed = process_inbound(services, row.id)
     assert replayed.result == f"ticket {format_ref(1)} opened"
     assert one(services, InboundMessage).state == "processed"
+
+
+@pytest.mark.postgres
+def test_two_workers_racing_on_one_message_id_open_one_ticket(postgres_url: str) -> None:
+    """Two serve processes on PostgreSQL take the two copies of one message at once."""
+    import threading
+
+    services = make_services(postgres_url)
+    raw = customer_mail(message_id="<twice@huadong.example.cn>")
+    relayed = b"Received: from relay by mx; Fri, 27 Nov 2026 10:00:01 +0800\r\n" + raw
+    ids = [
+        store_email(services.sessions, r, source="t", received_at=FIXED_NOW).inbound_id
+        for r in (raw, relayed)
+    ]
+    start = threading.Barrier(2)
+    results: list[str] = []
+
+    def work(inbound_id: int) -> None:
+        start.wait()
+        results.append(process_inbound(services, inbound_id).result)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert count(services, Ticket) == 1
+    assert sorted(r.split(" ")[0] for r in results) == ["duplicate", "ticket"]
+    services.close()
