@@ -24,6 +24,8 @@ def build_http_app(services: Services, writer: InboundWriter | None = None) -> S
     """The app; inbound SMS are stored through ``writer`` (serve's, which wakes the intake
     worker; a writer of its own otherwise)."""
     writer = writer or InboundWriter(services.sessions)
+    if not services.settings.sms.twilio_auth_token:
+        log.warning("sms.twilio_auth_token is not set: Twilio webhooks will be refused (403)")
 
     def database_answers() -> bool:
         # A raw DBAPI connection: no transaction, so the check never queues behind a
