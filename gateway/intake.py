@@ -213,13 +213,11 @@ class EmailIntake:
         parsed: ParsedEmail,
         now: datetime,
     ) -> None:
-        self.services, self.session, self.row, self.parsed, self.now = (
-            services,
-            session,
-            row,
-            parsed,
-            now,
-        )
+        self.services = services
+        self.session = session
+        self.row = row
+        self.parsed = parsed
+        self.now = now
         self.settings = services.settings
         self.sender = parsed.from_address
 
