@@ -13,7 +13,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
@@ -36,7 +36,7 @@ from storage.models import (
     OutboxMessage,
     Ticket,
 )
-from storage.outbox import outbound_message_id
+from storage.outbox import automatic_replies_last_hour, outbound_message_id
 from storage.uow import unit_of_work
 from workflow.intake import (
     Route,
@@ -419,7 +419,7 @@ class EmailIntake:
         refusal = acknowledgement_refusal(
             self.sender,
             settings.smtp.domains,
-            self._automatic_replies_last_hour(),
+            automatic_replies_last_hour(self.session, self.sender, self.now) if self.sender else 0,
             settings.email.auto_replies_per_sender_per_hour,
         )
         acknowledgement = None if refusal else self._acknowledgement(ticket)
@@ -483,21 +483,6 @@ class EmailIntake:
         ]
         self.session.add(message)
         return message
-
-    def _automatic_replies_last_hour(self) -> int:
-        if not self.sender:
-            return 0
-        since = self.now - timedelta(hours=1)
-        return (
-            self.session.scalar(
-                select(func.count(OutboxMessage.id)).where(
-                    OutboxMessage.to_address == self.sender,
-                    OutboxMessage.auto_submitted.is_(True),
-                    OutboxMessage.created_at > since,
-                )
-            )
-            or 0
-        )
 
     def _acknowledgement(self, ticket: Ticket) -> Notification:
         assert self.sender is not None

@@ -46,13 +46,12 @@ from storage.models import (
     Event,
     InboundMessage,
     Message,
-    OutboxMessage,
     SmsConsent,
     Staff,
     Ticket,
     Trip,
 )
-from storage.outbox import enqueue
+from storage.outbox import automatic_replies_last_hour, enqueue
 from workflow.intake import acknowledgement_refusal, customer_language
 from workflow.staff_commands import (
     CheckInView,
@@ -429,7 +428,7 @@ class SmsIntake:
         refusal = acknowledgement_refusal(
             self.phone,
             (),
-            self._replies_last_hour(),
+            automatic_replies_last_hour(self.session, self.phone, self.now),
             settings.email.auto_replies_per_sender_per_hour,
         )
         ack = None
@@ -452,18 +451,6 @@ class SmsIntake:
         self._apply(ticket, decision, **({"no_acknowledgement": refusal} if refusal else {}))
         result = f"ticket {format_ref(ticket.id)} opened"
         return ticket.id, result + (f"; no acknowledgement: {refusal}" if refusal else "")
-
-    def _replies_last_hour(self) -> int:
-        since = self.now - timedelta(hours=1)
-        return len(
-            self.session.scalars(
-                select(OutboxMessage.id).where(
-                    OutboxMessage.to_address == self.phone,
-                    OutboxMessage.auto_submitted.is_(True),
-                    OutboxMessage.created_at > since,
-                )
-            ).all()
-        )
 
     # -- shared -------------------------------------------------------------------------
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.inserts import insert_or_get
@@ -65,3 +66,16 @@ def enqueue(
             "created_at": now,
         },
     )
+
+
+def automatic_replies_last_hour(session: Session, address: str, now: datetime) -> int:
+    """How many automatic messages went to ``address`` in the hour before ``now`` (the
+    per-sender limit on acknowledgements, RFC 3834 §2)."""
+    count = session.scalar(
+        select(func.count(OutboxMessage.id)).where(
+            OutboxMessage.to_address == address,
+            OutboxMessage.auto_submitted.is_(True),
+            OutboxMessage.created_at > now - timedelta(hours=1),
+        )
+    )
+    return count or 0
