@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import click
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
@@ -98,6 +98,26 @@ class SupportlineGroup(click.Group):
 
 def emit_json(document: Any) -> None:
     click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+
+
+def list_rows(
+    ctx: Context,
+    query: Select[Any],
+    summary: Callable[[Any], dict[str, Any]],
+    as_json: bool,
+    line: Callable[[dict[str, Any]], str],
+    nothing: str,
+) -> None:
+    """Prints the rows of ``query``: one JSON document, or one line each."""
+    with session_for(ctx) as session:
+        rows = [summary(row) for row in session.scalars(query)]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        click.echo(line(row))
+    if not rows:
+        click.echo(nothing)
 
 
 @contextmanager
@@ -213,18 +233,12 @@ def tickets_list(ctx: Context, status: str | None, as_json: bool) -> None:
     query = select(Ticket).order_by(Ticket.id.desc())
     if status:
         query = query.where(Ticket.state == status)
-    with session_for(ctx) as session:
-        rows = [ticket_summary(t) for t in session.scalars(query)]
-    if as_json:
-        emit_json(rows)
-        return
-    for row in rows:
-        who = row["requester_name"] or row["contact_email"] or row["contact_phone"] or ""
-        click.echo(
-            f"{row['ref']}  {row['state']:<16} {row['channel']:<5} {who:<24} {row['subject']}"
-        )
-    if not rows:
-        click.echo("no tickets")
+    list_rows(ctx, query, ticket_summary, as_json, _ticket_line, "no tickets")
+
+
+def _ticket_line(row: dict[str, Any]) -> str:
+    who = row["requester_name"] or row["contact_email"] or row["contact_phone"] or ""
+    return f"{row['ref']}  {row['state']:<16} {row['channel']:<5} {who:<24} {row['subject']}"
 
 
 @tickets.command("show")
@@ -349,19 +363,15 @@ def inbound_list(ctx: Context, failed: bool, as_json: bool) -> None:
     query = select(InboundMessage).order_by(InboundMessage.id.desc())
     if failed:
         query = query.where(InboundMessage.state == "failed")
-    with session_for(ctx) as session:
-        rows = [inbound_summary(row) for row in session.scalars(query)]
-    if as_json:
-        emit_json(rows)
-        return
-    for row in rows:
-        outcome = row["result"] if row["state"] != "failed" else row["error"].splitlines()[0]
-        click.echo(
-            f"#{row['id']:<6} {row['received_at'][:19]} {row['source']:<12} "
-            f"{row['state']:<9} {outcome or ''}"
-        )
-    if not rows:
-        click.echo("no inbound messages")
+    list_rows(ctx, query, inbound_summary, as_json, _inbound_line, "no inbound messages")
+
+
+def _inbound_line(row: dict[str, Any]) -> str:
+    outcome = row["result"] if row["state"] != "failed" else row["error"].splitlines()[0]
+    return (
+        f"#{row['id']:<6} {row['received_at'][:19]} {row['source']:<12} "
+        f"{row['state']:<9} {outcome or ''}"
+    )
 
 
 @inbound.command("replay")
@@ -396,19 +406,15 @@ def outbox_list(ctx: Context, status: str | None, as_json: bool) -> None:
     query = select(OutboxMessage).order_by(OutboxMessage.id.desc())
     if status:
         query = query.where(OutboxMessage.status == status)
-    with session_for(ctx) as session:
-        rows = [outbox_summary(row) for row in session.scalars(query)]
-    if as_json:
-        emit_json(rows)
-        return
-    for row in rows:
-        note = row["last_error"] if row["status"] != "sent" else row["provider_id"]
-        click.echo(
-            f"#{row['id']:<6} {row['created_at'][:19]} {row['channel']:<5} {row['status']:<7} "
-            f"{row['template']:<12} {row['to']:<28} {(note or '').splitlines()[0] if note else ''}"
-        )
-    if not rows:
-        click.echo("no outbox rows")
+    list_rows(ctx, query, outbox_summary, as_json, _outbox_line, "no outbox rows")
+
+
+def _outbox_line(row: dict[str, Any]) -> str:
+    note = row["last_error"] if row["status"] != "sent" else row["provider_id"]
+    return (
+        f"#{row['id']:<6} {row['created_at'][:19]} {row['channel']:<5} {row['status']:<7} "
+        f"{row['template']:<12} {row['to']:<28} {(note or '').splitlines()[0] if note else ''}"
+    )
 
 
 @outbox.command("send")
