@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import smtplib
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,10 +15,9 @@ from gateway.cli import cli
 from storage.models import OutboxMessage
 from storage.outbox import enqueue
 from storage.uow import unit_of_work
-from tests.conftest import FIXED_NOW, free_port, make_services, stop, wait_for_http
+from tests.conftest import FIXED_NOW, SUPPORTLINE, free_port, make_services, stop, wait_for_http
 from tests.mailbuild import customer_mail
 
-SUPPORTLINE = str(Path(sys.executable).with_name("supportline"))
 CONTEXT = {"ref": "SL-000003", "subject": "Re: x [SL-000003]", "requester_name": "", "problem": "p"}
 
 

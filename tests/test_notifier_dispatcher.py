@@ -6,7 +6,7 @@ import random
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -18,18 +18,7 @@ from notifier.transports import build_renderer
 from storage.models import OutboxMessage
 from storage.outbox import enqueue
 from storage.uow import unit_of_work
-from tests.conftest import FIXED_NOW, make_services
-
-
-class MutableClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
+from tests.conftest import FIXED_NOW, MutableClock, make_services
 
 
 class RecordingEmail:

@@ -8,11 +8,10 @@ import os
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -29,21 +28,8 @@ from notifier.email_transport import SmtpRelay
 from storage.models import OutboxMessage
 from storage.outbox import enqueue, outbound_message_id
 from storage.uow import unit_of_work
-from tests.conftest import FIXED_NOW, free_port, make_services
+from tests.conftest import FIXED_NOW, SUPPORTLINE, MutableClock, free_port, make_services
 from tests.mailbuild import customer_mail
-
-SUPPORTLINE = str(Path(sys.executable).with_name("supportline"))
-
-
-class MutableClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 @dataclass

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -27,23 +26,11 @@ from gateway.http import build_http_app
 from storage.models import Contact, OutboxMessage, PhoneFlag, SmsConsent
 from storage.outbox import enqueue
 from storage.uow import unit_of_work
-from tests.conftest import FIXED_NOW, free_port, make_services
+from tests.conftest import FIXED_NOW, SUPPORTLINE, MutableClock, free_port, make_services
 from tests.twilio_standin import RunningStandIn, StandIn
 
 SID, TOKEN = "AC" + "0" * 32, "test-auth-token"
 PUBLIC = "https://support.example.com"
-SUPPORTLINE = str(Path(sys.executable).with_name("supportline"))
-
-
-class MutableClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 @pytest.fixture(autouse=True)

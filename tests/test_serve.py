@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, stop, wait_for_http
-
-SUPPORTLINE = str(Path(sys.executable).with_name("supportline"))
+from tests.conftest import ROOT, SUPPORTLINE, free_port, stop, wait_for_http
 
 
 def _config(tmp_path: Path, http_port: int) -> Path:
