@@ -46,6 +46,7 @@ from workflow.intake import (
     route_email,
 )
 from workflow.tickets import (
+    Decision,
     Notification,
     TicketState,
     customer_replied,
@@ -355,16 +356,7 @@ class EmailIntake:
     def _reply(self, ticket_id: int, reason: str) -> tuple[int, str]:
         ticket = self.session.get_one(Ticket, ticket_id)
         self._add_message(ticket)
-        decision = customer_replied(TicketState(ticket.state))
-        apply_decision(
-            self.session,
-            ticket,
-            decision,
-            self.now,
-            actor=self.sender or "unknown sender",
-            via="email",
-            detail={"inbound_id": self.row.id, "threaded_by": reason},
-        )
+        self._apply(ticket, customer_replied(TicketState(ticket.state)), threaded_by=reason)
         return ticket.id, f"reply on {format_ref(ticket.id)} ({reason})"
 
     def _open(self, related_ticket_id: int | None) -> tuple[int, str]:
@@ -424,11 +416,20 @@ class EmailIntake:
         )
         acknowledgement = None if refusal else self._acknowledgement(ticket)
         decision = open_ticket(self.now, self.services.calendar(), settings.policy, acknowledgement)
-        detail: dict[str, Any] = {"inbound_id": self.row.id}
+        detail: dict[str, Any] = {}
         if refusal:
             detail["no_acknowledgement"] = refusal
         if related_ticket_id:
             detail["related_ref"] = format_ref(related_ticket_id)
+        self._apply(ticket, decision, **detail)
+        result = f"ticket {format_ref(ticket.id)} opened"
+        if related_ticket_id:
+            result += f", linked to {format_ref(related_ticket_id)}"
+        if refusal:
+            result += f"; no acknowledgement: {refusal}"
+        return ticket.id, result
+
+    def _apply(self, ticket: Ticket, decision: Decision, **detail: Any) -> None:
         apply_decision(
             self.session,
             ticket,
@@ -437,14 +438,8 @@ class EmailIntake:
             actor=self.sender or "unknown sender",
             via="email",
             addressing=self._addressing,
-            detail=detail,
+            detail={"inbound_id": self.row.id, **detail},
         )
-        result = f"ticket {format_ref(ticket.id)} opened"
-        if related_ticket_id:
-            result += f", linked to {format_ref(related_ticket_id)}"
-        if refusal:
-            result += f"; no acknowledgement: {refusal}"
-        return ticket.id, result
 
     def _contact(self) -> Contact | None:
         """The sender in the customer file, filed as a new contact if unknown."""
