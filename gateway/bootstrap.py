@@ -24,6 +24,7 @@ from workflow.policy import business_calendar
 from workflow.settings import Settings, SettingsError, load_settings
 
 CONFIG_ENV = "SUPPORTLINE_CONFIG"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def system_clock() -> datetime:

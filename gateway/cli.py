@@ -21,7 +21,13 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
-from gateway.bootstrap import Services, build_services, read_settings, system_clock
+from gateway.bootstrap import (
+    LOG_FORMAT,
+    Services,
+    build_services,
+    read_settings,
+    system_clock,
+)
 from gateway.imports import ImportRejected, import_customers, import_staff
 from gateway.inbound import Stored, store_email, store_sms
 from gateway.intake import NotProcessable, process_inbound
@@ -140,9 +146,7 @@ pass_context = click.make_pass_decorator(Context)
 @click.pass_context
 def cli(click_ctx: click.Context, config_path: str | None, now: str | None) -> None:
     """Supportline: support tickets by email and SMS, with the policy's clocks."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     ctx = Context(config_path, now)
     click_ctx.obj = ctx
     click_ctx.call_on_close(ctx.close)

@@ -14,9 +14,7 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,37 +24,34 @@ from gateway.inbound import Stored, store_rows
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 64
+Waiting = tuple[dict[str, Any], "asyncio.Future[Stored]"]  # a row and its sender's future
 
 
 class InboundWriter:
-    """``on_stored`` is told of each newly stored row (serve wakes the intake worker)."""
+    """``on_stored`` is told of each newly stored row (serve wakes the intake worker),
+    ``on_submit`` of each row queued (the intake worker holds back while rows arrive)."""
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
         on_stored: Callable[[int], None] = lambda _inbound_id: None,
+        on_submit: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.on_stored = on_stored
-        self.pending: queue.Queue[tuple[dict[str, Any], Future[Stored]] | None] = queue.Queue()
-        self.last_arrival = 0.0  # monotonic time of the latest submit
+        self.on_submit = on_submit
+        self.pending: queue.Queue[Waiting | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="inbound-writer", daemon=True)
         self.thread.start()
 
-    def submit(self, row: dict[str, Any]) -> Future[Stored]:
-        """Queues ``row`` (from ``email_row``/``sms_row``); the future resolves once committed."""
-        done: Future[Stored] = Future()
-        self.last_arrival = time.monotonic()
-        self.pending.put((row, done))
-        return done
-
     async def store(self, row: dict[str, Any]) -> Stored:
-        """``submit`` for the event loop: waits without blocking it."""
-        return await asyncio.wrap_future(self.submit(row))
-
-    def quiet_for(self, seconds: float) -> bool:
-        """Whether nothing arrived for ``seconds`` (background work yields to arrivals)."""
-        return time.monotonic() - self.last_arrival >= seconds and self.pending.empty()
+        """Queues ``row`` (from ``email_row``/``sms_row``) and waits, without blocking the
+        event loop, until it is committed."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Stored] = loop.create_future()
+        self.on_submit()
+        self.pending.put((row, done))
+        return await done
 
     def _run(self) -> None:
         while True:
@@ -75,17 +70,22 @@ class InboundWriter:
                 batch.append(item)
             self._commit(batch)
 
-    def _commit(self, batch: list[tuple[dict[str, Any], Future[Stored]]]) -> None:
+    def _commit(self, batch: list[Waiting]) -> None:
         try:
-            results = store_rows(self.sessions, [row for row, _ in batch])
+            results: list[Stored] | Exception = store_rows(self.sessions, [row for row, _ in batch])
         except Exception as exc:
             log.exception("could not store %d inbound message(s)", len(batch))
-            for _, done in batch:
-                done.set_exception(exc)
-            return
-        for (_, done), stored in zip(batch, results, strict=True):
-            done.set_result(stored)
-        if any(stored.created for stored in results):
+            results = exc
+        # One wake-up of the event loop answers the whole batch, not one per message.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[int, asyncio.Future[Stored]]]] = {}
+        for index, (_, done) in enumerate(batch):
+            by_loop.setdefault(done.get_loop(), []).append((index, done))
+        for loop, waiters in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, waiters, results)
+            except RuntimeError:  # that loop is closed: its senders are gone
+                log.warning("%d sender(s) left before their message was stored", len(waiters))
+        if isinstance(results, list) and any(stored.created for stored in results):
             try:
                 self.on_stored(results[-1].inbound_id)
             except Exception:  # the rows are committed; the worker's poll finds them
@@ -95,3 +95,15 @@ class InboundWriter:
         """Commits what is queued, then stops."""
         self.pending.put(None)
         self.thread.join(timeout=30)
+
+
+def _resolve(
+    waiters: list[tuple[int, asyncio.Future[Stored]]], results: list[Stored] | Exception
+) -> None:
+    for index, done in waiters:
+        if done.cancelled():  # the session went away meanwhile
+            continue
+        if isinstance(results, Exception):
+            done.set_exception(results)
+        else:
+            done.set_result(results[index])

@@ -9,7 +9,6 @@ fails is quarantined (state ``failed`` with the error) and waits for
 from __future__ import annotations
 
 import logging
-import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from parsers.mail import ParsedEmail, parse_email
 from parsers.refs import find_subject_ref, format_ref, tag_subject
 from parsers.reply_tokens import read_token, reply_address, split_plus_address
 from storage.apply import apply_decision
+from storage.db import writers_waiting
 from storage.models import (
     Attachment,
     Contact,
@@ -91,23 +91,28 @@ def process_inbound(services: Services, inbound_id: int) -> Outcome:
         return failed
 
 
-def process_batch(services: Services, inbound_ids: Sequence[int]) -> list[Outcome]:
-    """Processes several rows in one transaction, each in a savepoint of its own.
+def process_batch(services: Services, inbound_ids: Sequence[int]) -> tuple[list[Outcome], int]:
+    """Processes rows in one transaction, each in a savepoint of its own, in order.
 
     One commit (one fsync on SQLite) for the batch instead of one per message; a message
     that fails rolls back only its savepoint and is quarantined in the same commit. Rows
-    another worker already took are skipped.
+    another worker already took are skipped. On SQLite the batch ends early, after the
+    message in hand, when another writer waits for the database (a listener storing what
+    a sender waits for). Returns the outcomes and the last id it went through.
     """
     services.reply_key()
     try:
         with unit_of_work(services.sessions) as session:
-            outcomes = []
+            outcomes, done_through = [], 0
             for inbound_id in inbound_ids:
                 outcome = _process_in_savepoint(services, session, inbound_id)
                 if outcome is not None:
                     outcomes.append(outcome)
+                done_through = inbound_id
+                if writers_waiting(services.engine):
+                    break
             session.commit()
-            return outcomes
+            return outcomes, done_through
     except Exception:  # the batch itself failed (say the connection dropped): one by one
         log.exception(
             "intake batch failed; processing its %d messages one by one", len(inbound_ids)
@@ -118,7 +123,7 @@ def process_batch(services: Services, inbound_ids: Sequence[int]) -> list[Outcom
                 outcomes.append(process_inbound(services, inbound_id))
             except NotProcessable:
                 continue
-        return outcomes
+        return outcomes, inbound_ids[-1]
 
 
 def _process_in_savepoint(services: Services, session: Session, inbound_id: int) -> Outcome | None:
@@ -139,16 +144,15 @@ def _process_in_savepoint(services: Services, session: Session, inbound_id: int)
 def process_pending(
     services: Services,
     batch_size: int = 8,
-    stop: threading.Event | None = None,
-    before_batch: Callable[[], None] | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+    before_batch: Callable[[], None] = lambda: None,
 ) -> list[Outcome]:
     """Processes every row stored but not yet processed, batch by batch, until none is
-    left or ``stop`` is set; ``before_batch`` may hold a batch back (to let arrivals in)."""
+    left or ``stopping()`` says so; ``before_batch`` may hold a batch back."""
     outcomes: list[Outcome] = []
     after = 0
-    while stop is None or not stop.is_set():
-        if before_batch is not None:
-            before_batch()
+    while not stopping():
+        before_batch()
         with unit_of_work(services.sessions) as session:
             ids = session.scalars(
                 select(InboundMessage.id)
@@ -158,8 +162,8 @@ def process_pending(
             ).all()
         if not ids:
             return outcomes
-        outcomes.extend(process_batch(services, ids))
-        after = ids[-1]
+        done, after = process_batch(services, ids)
+        outcomes.extend(done)
     return outcomes
 
 

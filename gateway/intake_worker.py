@@ -4,20 +4,23 @@ The gateways only store and acknowledge; this worker takes every ``pending`` row
 the database, in arrival order and in batches (one commit for many messages under load).
 The database is the queue, so nothing waits only in memory: rows stored before a crash
 or a restart are simply still pending. A gateway calls ``wake()`` after storing, so new
-mail is processed at once instead of at the next poll. It runs in a thread of its own,
-off the event loop; SQLite has one writer anyway, and on PostgreSQL more ``serve``
-processes add more workers (rows are claimed, never processed twice).
+mail is processed at once instead of at the next poll. It runs in a thread of its own;
+``serve`` runs it in its background process (``gateway/background.py``), whose events
+it is then given. On PostgreSQL more ``serve`` processes add more workers (rows are
+claimed, never processed twice).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
+import time
+from typing import Protocol
 
 from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
-from gateway.inbound_writer import InboundWriter
 from gateway.intake import process_pending
 from storage.models import InboundMessage
 from storage.uow import unit_of_work
@@ -29,15 +32,45 @@ QUIET_SECONDS = 0.02  # arrivals this recent hold a batch back...
 MAX_HOLD_SECONDS = 1.0  # ...but never longer than this, so processing always advances
 
 
-class IntakeWorker:
-    """``yield_to``: the listeners' writer; while messages are arriving, storing them
-    (what senders wait for) goes first and each batch of processing waits a moment."""
+class Arrivals:
+    """When the listeners last queued a message to store, readable from another process
+    (shared memory; the monotonic clock is the same for every process of the machine)."""
 
-    def __init__(self, services: Services, yield_to: InboundWriter | None = None) -> None:
+    def __init__(self) -> None:
+        self.last = multiprocessing.get_context("spawn").Value("d", 0.0, lock=False)
+
+    def mark(self) -> None:
+        self.last.value = time.monotonic()
+
+    def quiet_for(self, seconds: float) -> bool:
+        return time.monotonic() - self.last.value >= seconds
+
+
+class Flag(Protocol):
+    """What the worker needs of an event: ``threading.Event`` or a multiprocessing one."""
+
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class IntakeWorker:
+    """``wake_flag``/``stop_flag``: events shared with another process, if given.
+    ``arrivals``: the listeners' arrivals; while messages are coming in, storing them
+    (what senders wait for) goes first, and each batch of processing waits a moment."""
+
+    def __init__(
+        self,
+        services: Services,
+        wake_flag: Flag | None = None,
+        stop_flag: Flag | None = None,
+        arrivals: Arrivals | None = None,
+    ) -> None:
         self.services = services
-        self.yield_to = yield_to
-        self.wake_flag = threading.Event()
-        self.stop_flag = threading.Event()
+        self.arrivals = arrivals
+        self.wake_flag: Flag = wake_flag or threading.Event()
+        self.stop_flag: Flag = stop_flag or threading.Event()
         self.thread = threading.Thread(target=self._run, name="intake", daemon=True)
         self.thread.start()
 
@@ -49,7 +82,9 @@ class IntakeWorker:
             self.wake_flag.clear()
             try:
                 passes = process_pending(
-                    self.services, stop=self.stop_flag, before_batch=self._let_arrivals_in
+                    self.services,
+                    stopping=self.stop_flag.is_set,
+                    before_batch=self._let_arrivals_in,
                 )
                 for outcome in passes:
                     log.info("inbound %d: %s", outcome.inbound_id, outcome.result)
@@ -60,10 +95,10 @@ class IntakeWorker:
             self.wake_flag.wait(POLL_SECONDS)
 
     def _let_arrivals_in(self) -> None:
-        if self.yield_to is None:
+        if self.arrivals is None:
             return
         held = 0.0
-        while held < MAX_HOLD_SECONDS and not self.yield_to.quiet_for(QUIET_SECONDS):
+        while held < MAX_HOLD_SECONDS and not self.arrivals.quiet_for(QUIET_SECONDS):
             self.stop_flag.wait(QUIET_SECONDS)
             held += QUIET_SECONDS
 

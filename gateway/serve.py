@@ -1,4 +1,5 @@
-"""``supportline serve``: every listener of the service in one event loop."""
+"""``supportline serve``: every listener in one event loop, the work after them in a
+second process (``gateway/background.py``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import logging
 
 import uvicorn
 
+from gateway.background import BackgroundProcess
 from gateway.bootstrap import Services
 from gateway.http import build_http_app
 from gateway.imap import start_pollers
 from gateway.inbound_writer import InboundWriter
-from gateway.intake_worker import IntakeWorker
 from gateway.smtp import IntakeHandler, start_smtp_server
-from notifier.dispatcher import DispatcherThread
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +24,25 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 async def serve(services: Services) -> None:
-    # The outbox dispatcher (notifier): built first, so a wrong transport setting stops
-    # start-up; it polls every notifier.poll_seconds and wakes early on new rows.
-    dispatcher = DispatcherThread(
-        services.dispatcher(), services.engine, services.settings.notifier.poll_seconds
-    )
-    worker = IntakeWorker(services)  # also takes rows left pending by a crash
+    # Built here first, so a wrong transport setting stops start-up with its message;
+    # the background process (intake worker, outbox dispatcher) then builds its own.
+    services.dispatcher()
+    background = BackgroundProcess(services.settings)
+    background.start()  # its intake also takes rows left pending by a crash
+    try:
+        await _listen(services, background)
+    finally:
+        background.close()  # after the listeners: it stops after the batch in hand
+
+
+async def _listen(services: Services, background: BackgroundProcess) -> None:
     smtp_host, smtp_port = split_listen(services.settings.smtp.listen)
-    writer = InboundWriter(services.sessions, worker.wake)  # SMTP and webhooks commit here
-    worker.yield_to = writer  # while mail and texts arrive, storing them comes first
+    # SMTP and webhooks commit here; the background process yields to their arrivals.
+    writer = InboundWriter(services.sessions, background.wake, background.arrivals.mark)
     handler = IntakeHandler(services, writer)
     smtp_server = await start_smtp_server(services, handler, smtp_host, smtp_port)
     log.info("SMTP listening on %s:%d", smtp_host, smtp_port)
-    pollers = start_pollers(services, worker.wake)  # one thread per [[imap.mailboxes]]
+    pollers = start_pollers(services, background.wake)  # one thread per [[imap.mailboxes]]
 
     host, port = split_listen(services.settings.http.listen)
     config = uvicorn.Config(
@@ -50,15 +56,12 @@ async def serve(services: Services) -> None:
     )
     log.info("HTTP listening on %s:%d", host, port)
     try:
-        dispatcher.start()
         await uvicorn.Server(config).serve()
     finally:
         pollers.stop()
         smtp_server.close()
         await smtp_server.wait_closed()
         writer.close()
-        worker.close()
-        dispatcher.stop()  # last: what intake wrote meanwhile waits in the outbox
 
 
 def run(services: Services) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -40,19 +41,22 @@ def insert_many_or_get(
     first_of: dict[Any, dict[str, Any]] = {}
     for values in rows:
         first_of.setdefault(values[key_column], values)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(table)
-        .values(list(first_of.values()))
-        .on_conflict_do_nothing(index_elements=[key_column])
-        .returning(primary_key, key)
-    )
-    created = {row_key: row_id for row_id, row_key in session.execute(statement)}
+    connection = session.connection()
+    # One statement shape per table, executed with a list of parameter sets: compiled
+    # once and cached, and sent as one multi-row INSERT … RETURNING ("insertmanyvalues").
+    # The Core connection, not the ORM session, runs it: the rows need no ORM objects.
+    created = {
+        row_key: row_id
+        for row_id, row_key in connection.execute(
+            _insert_if_absent(connection.dialect.name, table, key_column),
+            list(first_of.values()),
+        )
+    }
     missing = [k for k in first_of if k not in created]
     existing: dict[Any, Any] = {}
     if missing:
         existing = {
-            k: i for k, i in session.execute(select(key, primary_key).where(key.in_(missing)))
+            k: i for k, i in connection.execute(select(key, primary_key).where(key.in_(missing)))
         }
     results, handed_out = [], set()
     for values in rows:
@@ -63,3 +67,14 @@ def insert_many_or_get(
         else:
             results.append((created.get(row_key, existing.get(row_key)), False))
     return results
+
+
+@functools.cache
+def _insert_if_absent(dialect: str, table: Table, key_column: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    (primary_key,) = table.primary_key.columns
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=[key_column])
+        .returning(primary_key, table.c[key_column])
+    )

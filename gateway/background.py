@@ -1,0 +1,141 @@
+"""``serve``'s second process: the work that follows an arrival (intake, outbox).
+
+The listeners (SMTP, HTTP, IMAP) only store what arrives and answer; parsing mail,
+opening tickets and sending run here, in a process ``serve`` starts, watches and
+restarts. Python runs one thread at a time per process, so work kept in the listeners'
+process would hold back every 250 and every webhook's 200 while a batch of mail is
+parsed; in a process of its own it runs on another core. The database is the queue
+between the two: the listeners' ``wake()`` only saves the poll interval, and rows
+stored while this process is down are still pending when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from multiprocessing.synchronize import Event
+
+from gateway.bootstrap import LOG_FORMAT, build_services, system_clock
+from gateway.intake_worker import Arrivals, IntakeWorker
+from notifier.dispatcher import DispatcherThread
+from workflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_SECONDS = 120.0
+RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 15.0, 30.0)
+STEADY_SECONDS = 60.0  # a run this long resets the restart backoff
+
+
+class BackgroundProcess:
+    """Starts the background process, restarts it if it dies, stops it with ``close()``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = multiprocessing.get_context("spawn")  # no threads or sockets inherited
+        self.wake_flag = self.context.Event()
+        self.stop_flag = self.context.Event()
+        self.arrivals = Arrivals()
+        self.closing = threading.Event()
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.watcher = threading.Thread(target=self._watch, name="background-watch", daemon=True)
+
+    def start(self) -> None:
+        """Returns once the process is running; raises if it could not start."""
+        self.process = self._spawn()
+        self.watcher.start()
+
+    def wake(self, _inbound_id: int | None = None) -> None:
+        self.wake_flag.set()
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Lets the batch in hand finish, then stops; what is pending waits for the next start."""
+        self.closing.set()
+        self.stop_flag.set()
+        if self.process is not None:
+            self.process.join(timeout)
+            if self.process.is_alive():
+                log.error("background process did not stop in %.0f s; terminating it", timeout)
+                self.process.terminate()
+                self.process.join(5)
+
+    def _spawn(self) -> multiprocessing.process.BaseProcess:
+        ready = self.context.Event()
+        process = self.context.Process(
+            target=run_background,
+            args=(self.settings, self.wake_flag, self.stop_flag, self.arrivals, ready, os.getpid()),
+            name="supportline-background",
+        )
+        process.start()
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not ready.wait(0.1):
+            if not process.is_alive() or time.monotonic() > deadline:
+                process.kill()
+                process.join()
+                raise RuntimeError(
+                    f"the background process (intake, outbox) did not start "
+                    f"(exit code {process.exitcode}); its error is in the log above"
+                )
+        return process
+
+    def _watch(self) -> None:
+        failures = 0
+        started = time.monotonic()
+        while not self.closing.is_set():
+            assert self.process is not None
+            self.process.join(1.0)
+            if self.process.is_alive() or self.closing.is_set():
+                continue
+            if time.monotonic() - started > STEADY_SECONDS:
+                failures = 0
+            pause = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]
+            failures += 1
+            log.error(
+                "background process exited with code %s; restarting it in %.0f s "
+                "(stored messages wait as pending)",
+                self.process.exitcode,
+                pause,
+            )
+            if self.closing.wait(pause):
+                return
+            self.stop_flag.clear()  # set if the process was stopped from outside
+            try:
+                self.process = self._spawn()
+                started = time.monotonic()
+            except RuntimeError:
+                log.exception("could not restart the background process")
+
+
+def run_background(
+    settings: Settings,
+    wake_flag: Event,
+    stop_flag: Event,
+    arrivals: Arrivals,
+    ready: Event,
+    parent_pid: int,
+) -> None:
+    """The background process: the intake worker and the outbox dispatcher until stopped."""
+    # Ctrl-C reaches the whole process group; serve decides when this process stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop_flag.set())
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    services = build_services(settings, system_clock)
+    dispatcher = DispatcherThread(
+        services.dispatcher(), services.engine, settings.notifier.poll_seconds
+    )
+    dispatcher.start()
+    worker = IntakeWorker(services, wake_flag, stop_flag, arrivals)
+    ready.set()
+    try:
+        while not stop_flag.wait(1.0):
+            if os.getppid() != parent_pid:  # serve died without stopping us
+                log.error("serve (pid %d) is gone; the background process stops", parent_pid)
+                break
+    finally:
+        worker.close()
+        dispatcher.stop()  # last: what intake wrote meanwhile waits in the outbox
+        services.close()
