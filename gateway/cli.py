@@ -310,7 +310,7 @@ def ingest_email(ctx: Context, files: tuple[Path, ...]) -> None:
     failed = 0
     for path in files:
         stored = store_email(
-            services.sessions, path.read_bytes(), source="cli", received_at=services.clock()
+            services.engine, path.read_bytes(), source="cli", received_at=services.clock()
         )
         result = _process_stored(ctx, stored)
         failed += result.startswith("failed")
@@ -329,7 +329,7 @@ def ingest_sms(ctx: Context, sender: str, body: str, to: str, sid: str) -> None:
     """Store and process one SMS, as if Twilio had posted it to the webhook."""
     services = ctx.services
     form = {"From": sender, "To": to, "Body": body, "MessageSid": sid or f"CLI{uuid.uuid4().hex}"}
-    stored = store_sms(services.sessions, form, source="cli", received_at=services.clock())
+    stored = store_sms(services.engine, form, source="cli", received_at=services.clock())
     result = _process_stored(ctx, stored)
     click.echo(f"inbound #{stored.inbound_id}: {result}")
     if result.startswith("failed"):

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def build_http_app(services: Services, writer: InboundWriter | None = None) -> Starlette:
     """The app; inbound SMS are stored through ``writer`` (serve's, which wakes the intake
     worker; a writer of its own otherwise)."""
-    writer = writer or InboundWriter(services.sessions)
+    writer = writer or InboundWriter(services.engine)
     if not services.settings.sms.twilio_auth_token:
         log.warning("sms.twilio_auth_token is not set: Twilio webhooks will be refused (403)")
 

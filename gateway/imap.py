@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from imapclient import IMAPClient
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
 from gateway.inbound import Stored, store_email
 from storage.models import ImapCursor
-from storage.uow import unit_of_work
+from storage.uow import session_factory, unit_of_work
 from workflow.clock import Clock
 from workflow.settings import ImapMailbox
 
@@ -125,7 +125,7 @@ class ImapPoller:
     def __init__(
         self,
         mailbox: ImapMailbox,
-        sessions: sessionmaker[Session],
+        engine: Engine,
         clock: Clock,
         on_stored: Callable[[int], None],
         *,
@@ -140,7 +140,8 @@ class ImapPoller:
         backoff_cap: float = BACKOFF_CAP_SECONDS,
     ) -> None:
         self.mailbox = mailbox
-        self.sessions = sessions
+        self.engine = engine
+        self.sessions = session_factory(engine)  # the mailbox's cursor
         self.clock = clock
         self.on_stored = on_stored
         self.key = mailbox_key(mailbox)
@@ -297,7 +298,7 @@ class ImapPoller:
             log.warning("%s: UID %d came back without a body; retrying later", self.key, uid)
             return None
         try:
-            stored = store_email(self.sessions, raw, source=self.source, received_at=self.clock())
+            stored = store_email(self.engine, raw, source=self.source, received_at=self.clock())
         except Exception:
             # Not committed, so not acknowledged: it stays in the folder, unseen.
             log.exception("%s: UID %d was not stored; it stays for the next pass", self.key, uid)
@@ -482,7 +483,7 @@ def start_pollers(
     """
     running = RunningPollers([], [])
     for mailbox in services.settings.imap.mailboxes:
-        poller = ImapPoller(mailbox, services.sessions, services.clock, on_stored, **poller_options)
+        poller = ImapPoller(mailbox, services.engine, services.clock, on_stored, **poller_options)
         thread = threading.Thread(
             target=_run_guarded,
             args=(poller, running.stop_event),

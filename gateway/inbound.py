@@ -12,11 +12,10 @@ from email.policy import compat32
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
 from storage.inserts import insert_many_or_get
 from storage.models import InboundMessage
-from storage.uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +90,14 @@ def sms_row(form: Mapping[str, str], *, source: str, received_at: datetime) -> d
     }
 
 
-def store_rows(sessions: sessionmaker[Session], rows: Sequence[dict[str, Any]]) -> list[Stored]:
-    """Commits inbound rows in one transaction; a row already there is found, not doubled."""
-    with unit_of_work(sessions) as session:
+def store_rows(engine: Engine, rows: Sequence[dict[str, Any]]) -> list[Stored]:
+    """Commits inbound rows in one transaction; a row already there is found, not doubled.
+
+    On a Core connection, not an ORM session: the listeners call this for every message
+    they answer, and the rows need no objects."""
+    with engine.begin() as connection:
         new_rows = [{**values, "state": "pending", "attempts": 0} for values in rows]
-        results = insert_many_or_get(session, InboundMessage, "dedupe_key", new_rows)
-        session.commit()
+        results = insert_many_or_get(connection, InboundMessage, "dedupe_key", new_rows)
     stored = [Stored(inbound_id, created) for inbound_id, created in results]
     for values, result in zip(rows, stored, strict=True):
         if not result.created:
@@ -109,7 +110,7 @@ def store_rows(sessions: sessionmaker[Session], rows: Sequence[dict[str, Any]]) 
 
 
 def store_email(
-    sessions: sessionmaker[Session],
+    engine: Engine,
     raw: bytes,
     *,
     source: str,
@@ -125,11 +126,11 @@ def store_email(
         envelope_from=envelope_from,
         envelope_to=envelope_to,
     )
-    return store_rows(sessions, [row])[0]
+    return store_rows(engine, [row])[0]
 
 
 def store_sms(
-    sessions: sessionmaker[Session], form: Mapping[str, str], *, source: str, received_at: datetime
+    engine: Engine, form: Mapping[str, str], *, source: str, received_at: datetime
 ) -> Stored:
     """Commits an inbound SMS and returns its row; the same MessageSid again finds it."""
-    return store_rows(sessions, [sms_row(form, source=source, received_at=received_at)])[0]
+    return store_rows(engine, [sms_row(form, source=source, received_at=received_at)])[0]

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
 from gateway.inbound import Stored, store_rows
 
@@ -33,11 +33,11 @@ class InboundWriter:
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        engine: Engine,
         on_stored: Callable[[int], None] = lambda _inbound_id: None,
         on_submit: Callable[[], None] = lambda: None,
     ) -> None:
-        self.sessions = sessions
+        self.engine = engine
         self.on_stored = on_stored
         self.on_submit = on_submit
         self.pending: queue.Queue[Waiting | None] = queue.Queue()
@@ -72,7 +72,7 @@ class InboundWriter:
 
     def _commit(self, batch: list[Waiting]) -> None:
         try:
-            results: list[Stored] | Exception = store_rows(self.sessions, [row for row, _ in batch])
+            results: list[Stored] | Exception = store_rows(self.engine, [row for row, _ in batch])
         except Exception as exc:
             log.exception("could not store %d inbound message(s)", len(batch))
             results = exc

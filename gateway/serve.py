@@ -38,7 +38,7 @@ async def serve(services: Services) -> None:
 async def _listen(services: Services, background: BackgroundProcess) -> None:
     smtp_host, smtp_port = split_listen(services.settings.smtp.listen)
     # SMTP and webhooks commit here; the background process yields to their arrivals.
-    writer = InboundWriter(services.sessions, background.wake, background.arrivals.mark)
+    writer = InboundWriter(services.engine, background.wake, background.arrivals.mark)
     handler = IntakeHandler(services, writer)
     smtp_server = await start_smtp_server(services, handler, smtp_host, smtp_port)
     log.info("SMTP listening on %s:%d", smtp_host, smtp_port)

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,11 +22,11 @@ def insert_or_get(
     NOTHING`` (both SQLite and PostgreSQL) means a concurrent duplicate neither raises nor
     aborts the surrounding transaction, which a caught IntegrityError would on PostgreSQL.
     """
-    return insert_many_or_get(session, model, key_column, [values])[0]
+    return insert_many_or_get(session.connection(), model, key_column, [values])[0]
 
 
 def insert_many_or_get(
-    session: Session, model: type[Base], key_column: str, rows: Sequence[dict[str, Any]]
+    connection: Connection, model: type[Base], key_column: str, rows: Sequence[dict[str, Any]]
 ) -> list[tuple[Any, bool]]:
     """``insert_or_get`` for many rows (all with the same columns) in one statement.
 
@@ -41,10 +41,8 @@ def insert_many_or_get(
     first_of: dict[Any, dict[str, Any]] = {}
     for values in rows:
         first_of.setdefault(values[key_column], values)
-    connection = session.connection()
     # One statement shape per table, executed with a list of parameter sets: compiled
     # once and cached, and sent as one multi-row INSERT … RETURNING ("insertmanyvalues").
-    # The Core connection, not the ORM session, runs it: the rows need no ORM objects.
     created = {
         row_key: row_id
         for row_id, row_key in connection.execute(

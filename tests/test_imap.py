@@ -94,7 +94,7 @@ def make_poller(
 
     poller = ImapPoller(
         mailbox_of(server, folder),
-        services.sessions,
+        services.engine,
         services.clock,
         stored.append,
         connect=connect,

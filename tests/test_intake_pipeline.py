@@ -20,7 +20,7 @@ from tests.mailbuild import customer_mail
 
 def ingest(services: Services, raw: bytes, to: tuple[str, ...] = ()) -> Outcome:
     stored = store_email(
-        services.sessions, raw, source="test", received_at=services.clock(), envelope_to=to
+        services.engine, raw, source="test", received_at=services.clock(), envelope_to=to
     )
     return process_inbound(services, stored.inbound_id)
 
@@ -169,8 +169,8 @@ def test_mail_from_our_own_domain_gets_no_acknowledgement(services: Services) ->
 
 def test_the_same_bytes_twice_are_one_row_and_one_ticket(services: Services) -> None:
     raw = customer_mail()
-    first = store_email(services.sessions, raw, source="smtp", received_at=FIXED_NOW)
-    again = store_email(services.sessions, raw, source="imap", received_at=FIXED_NOW)
+    first = store_email(services.engine, raw, source="smtp", received_at=FIXED_NOW)
+    again = store_email(services.engine, raw, source="imap", received_at=FIXED_NOW)
     assert first.created and not again.created and first.inbound_id == again.inbound_id
     process_inbound(services, first.inbound_id)
     with pytest.raises(NotProcessable):
@@ -195,8 +195,8 @@ def test_same_message_id_with_other_text_is_not_dropped(services: Services) -> N
 
 def test_message_without_message_id_dedupes_by_content(services: Services) -> None:
     raw = b"From: a@b.example\r\nTo: support@support.example.com\r\nSubject: x\r\n\r\nhi\r\n"
-    assert store_email(services.sessions, raw, source="t", received_at=FIXED_NOW).created
-    assert not store_email(services.sessions, raw, source="t", received_at=FIXED_NOW).created
+    assert store_email(services.engine, raw, source="t", received_at=FIXED_NOW).created
+    assert not store_email(services.engine, raw, source="t", received_at=FIXED_NOW).created
 
 
 def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) -> None:
@@ -224,7 +224,7 @@ def test_two_workers_racing_on_one_message_id_open_one_ticket(postgres_url: str)
     raw = customer_mail(message_id="<twice@huadong.example.cn>")
     relayed = b"Received: from relay by mx; Fri, 27 Nov 2026 10:00:01 +0800\r\n" + raw
     ids = [
-        store_email(services.sessions, r, source="t", received_at=FIXED_NOW).inbound_id
+        store_email(services.engine, r, source="t", received_at=FIXED_NOW).inbound_id
         for r in (raw, relayed)
     ]
     start = threading.Barrier(2)

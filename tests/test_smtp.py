@@ -54,7 +54,7 @@ def run_server(
         worker = IntakeWorker(services)
         on_stored = worker.wake
     port = free_port()
-    writer = InboundWriter(services.sessions, on_stored)
+    writer = InboundWriter(services.engine, on_stored)
     handler = IntakeHandler(services, writer)
     server = asyncio.run_coroutine_threadsafe(
         start_smtp_server(services, handler, "127.0.0.1", port), loop

@@ -199,10 +199,11 @@ def test_insert_many_or_get_creates_each_key_once(services: Services) -> None:
                 "attempts": 0}  # fmt: skip
 
     with unit_of_work(services.sessions) as session:
-        [(old_id, _)] = insert_many_or_get(session, InboundMessage, "dedupe_key", [row("old")])
-        results = insert_many_or_get(
-            session, InboundMessage, "dedupe_key", [row("a"), row("old"), row("a"), row("b")]
+        [(old_id, _)] = insert_many_or_get(
+            session.connection(), InboundMessage, "dedupe_key", [row("old")]
         )
+        some = [row("a"), row("old"), row("a"), row("b")]
+        results = insert_many_or_get(session.connection(), InboundMessage, "dedupe_key", some)
         session.commit()
     (a_id, a_new), (again_id, again_new), (a2_id, a2_new), (_, b_new) = results
     assert (a_new, again_new, a2_new, b_new) == (True, False, False, True)
