@@ -12,7 +12,7 @@ from email.policy import compat32
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from storage.inserts import insert_many_or_get
 from storage.models import InboundMessage
@@ -69,12 +69,16 @@ def email_row(
     }
 
 
-def sms_row(form: Mapping[str, str], *, source: str, received_at: datetime) -> dict[str, Any]:
-    """The inbound row of an SMS (Twilio's form fields, as posted), keyed by MessageSid.
+def sms_row(
+    form: Mapping[str, str], *, source: str, received_at: datetime, raw: bytes | None = None
+) -> dict[str, Any]:
+    """The inbound row of an SMS (Twilio's form fields), keyed by MessageSid.
 
+    ``raw``: the request body as posted (the webhook); without it, the form encoded.
     The same MessageSid twice, a webhook retried or two requests racing, is one row.
     """
-    raw = urlencode(sorted(form.items())).encode("utf-8")
+    if raw is None:
+        raw = urlencode(sorted(form.items())).encode("utf-8")
     sha = hashlib.sha256(raw).hexdigest()
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     return {
@@ -91,13 +95,17 @@ def sms_row(form: Mapping[str, str], *, source: str, received_at: datetime) -> d
 
 
 def store_rows(engine: Engine, rows: Sequence[dict[str, Any]]) -> list[Stored]:
-    """Commits inbound rows in one transaction; a row already there is found, not doubled.
-
-    On a Core connection, not an ORM session: the listeners call this for every message
-    they answer, and the rows need no objects."""
+    """Commits inbound rows in one transaction; a row already there is found, not doubled."""
     with engine.begin() as connection:
-        new_rows = [{**values, "state": "pending", "attempts": 0} for values in rows]
-        results = insert_many_or_get(connection, InboundMessage, "dedupe_key", new_rows)
+        return insert_rows(connection, rows)
+
+
+def insert_rows(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
+    """``store_rows`` inside the caller's transaction, on a Core connection, not an ORM
+    session: the listeners call this for every message they answer, and the rows need
+    no objects."""
+    new_rows = [{**values, "state": "pending", "attempts": 0} for values in rows]
+    results = insert_many_or_get(connection, InboundMessage, "dedupe_key", new_rows)
     stored = [Stored(inbound_id, created) for inbound_id, created in results]
     for values, result in zip(rows, stored, strict=True):
         if not result.created:

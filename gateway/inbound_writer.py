@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from gateway.inbound import Stored, store_rows
+from gateway.inbound import Stored, insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class InboundWriter:
         on_submit: Callable[[], None] = lambda: None,
     ) -> None:
         self.engine = engine
+        self.connection: Connection | None = None  # the writer thread's own
         self.on_stored = on_stored
         self.on_submit = on_submit
         self.pending: queue.Queue[Waiting | None] = queue.Queue()
@@ -57,6 +58,7 @@ class InboundWriter:
         while True:
             first = self.pending.get()
             if first is None:
+                self._drop_connection()
                 return
             batch = [first]
             while len(batch) < MAX_BATCH:
@@ -71,11 +73,17 @@ class InboundWriter:
             self._commit(batch)
 
     def _commit(self, batch: list[Waiting]) -> None:
+        results: list[Stored] | Exception
         try:
-            results: list[Stored] | Exception = store_rows(self.engine, [row for row, _ in batch])
+            # One connection kept for the writer's life: no pool round trip per batch.
+            if self.connection is None:
+                self.connection = self.engine.connect()
+            with self.connection.begin():
+                results = insert_rows(self.connection, [row for row, _ in batch])
         except Exception as exc:
             log.exception("could not store %d inbound message(s)", len(batch))
             results = exc
+            self._drop_connection()  # it may be broken; the next batch opens another
         # One wake-up of the event loop answers the whole batch, not one per message.
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[int, asyncio.Future[Stored]]]] = {}
         for index, (_, done) in enumerate(batch):
@@ -90,6 +98,14 @@ class InboundWriter:
                 self.on_stored(results[-1].inbound_id)
             except Exception:  # the rows are committed; the worker's poll finds them
                 log.exception("could not wake the intake worker")
+
+    def _drop_connection(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            except Exception:
+                log.exception("could not close the writer's database connection")
+            self.connection = None
 
     def close(self) -> None:
         """Commits what is queued, then stops."""

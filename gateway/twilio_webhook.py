@@ -8,6 +8,7 @@ During a token rotation the previous token is accepted too.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qsl, urlsplit
@@ -54,7 +55,12 @@ def signature_valid(
     """Whether ``signature`` was made with one of ``tokens``; no token or no header: no."""
     if not signature:
         return False
-    return any(RequestValidator(token).validate(url, params, signature) for token in tokens)
+    return any(_validator(token).validate(url, params, signature) for token in tokens)
+
+
+@functools.lru_cache(maxsize=8)
+def _validator(token: str) -> RequestValidator:
+    return RequestValidator(token)
 
 
 def auth_tokens(services: Services) -> tuple[str, ...]:
@@ -76,8 +82,11 @@ async def verified_form(
     params = SignedParams()
     for name, value in parse_qsl(body, keep_blank_values=True):
         params.setdefault(name, []).append(value)
-    base = called_url or signed_url(services.settings.http.public_url, request.url.path, "")
-    url = urlsplit(base)._replace(query=request.url.query).geturl()
+    query = request.scope["query_string"].decode("utf-8", "replace")
+    if called_url is None:
+        url = signed_url(services.settings.http.public_url, request.scope["path"], query)
+    else:
+        url = urlsplit(called_url)._replace(query=query).geturl()
     signature = request.headers.get("X-Twilio-Signature")
     if signature_valid(auth_tokens(services), url, params, signature):
         return {name: values[-1] for name, values in params.items()}
@@ -100,7 +109,9 @@ def sms_endpoint(
             return Response("invalid signature", status_code=403)
         if not form.get("MessageSid") or not form.get("From"):
             return Response("MessageSid and From are required", status_code=400)
-        row = sms_row(form, source="twilio", received_at=services.clock())
+        # The body as Twilio posted it (read once already: Starlette keeps it).
+        raw = await request.body()
+        row = sms_row(form, source="twilio", received_at=services.clock(), raw=raw)
         try:
             await writer.store(row)
         except Exception:

@@ -32,7 +32,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Path, tup
     row_of = {}  # byte-identical files share one row, as they would over SMTP
     for path in ALL_EMAILS:
         raw = path.read_bytes()
-        row_of[path] = store_email(services.sessions, raw, source="corpus", received_at=FIXED_NOW)
+        row_of[path] = store_email(services.engine, raw, source="corpus", received_at=FIXED_NOW)
     process_pending(services)
     with unit_of_work(services.sessions) as session:
         rows = {r.id: (r.state, r.result or "") for r in session.scalars(select(InboundMessage))}

@@ -125,7 +125,7 @@ def test_acknowledgement_reaches_the_relay_threaded_and_multipart(db_url: str, s
         "打印机不开机 <b>急</b>", subject="打印机故障", message_id=original_id,
         headers={"References": "<older@huadong.example.cn>"},
     )  # fmt: skip
-    stored = store_email(services.sessions, raw, source="test", received_at=FIXED_NOW)
+    stored = store_email(services.engine, raw, source="test", received_at=FIXED_NOW)
     process_inbound(services, stored.inbound_id)
 
     report = services.dispatcher().run_pass()

@@ -27,7 +27,7 @@ def text(services: Services, sender: str, body: str, sid: str | None = None) -> 
         "Body": body,
         "MessageSid": sid or f"SM{next(_sid):032d}",
     }
-    stored = store_sms(services.sessions, form, source="test", received_at=services.clock())
+    stored = store_sms(services.engine, form, source="test", received_at=services.clock())
     return process_inbound(services, stored.inbound_id).result
 
 
@@ -92,8 +92,8 @@ def test_a_second_text_joins_the_open_ticket(staffed: Services) -> None:
 
 def test_same_message_sid_twice_is_one_effect(staffed: Services) -> None:
     form = {"From": CUSTOMER, "Body": "help", "MessageSid": "SM" + "9" * 32}
-    first = store_sms(staffed.sessions, form, source="t", received_at=FIXED_NOW)
-    again = store_sms(staffed.sessions, form, source="t", received_at=FIXED_NOW)
+    first = store_sms(staffed.engine, form, source="t", received_at=FIXED_NOW)
+    again = store_sms(staffed.engine, form, source="t", received_at=FIXED_NOW)
     assert first.created and not again.created and first.inbound_id == again.inbound_id
 
 
