@@ -41,7 +41,7 @@ class InboundWriter:
         self.connection: Connection | None = None  # the writer thread's own
         self.on_stored = on_stored
         self.on_submit = on_submit
-        self.pending: queue.Queue[Waiting | None] = queue.Queue()
+        self.pending: queue.SimpleQueue[Waiting | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="inbound-writer", daemon=True)
         self.thread.start()
 
