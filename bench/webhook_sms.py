@@ -1,12 +1,14 @@
 """Signed SMS webhooks per second into `supportline serve`, beside a bare endpoint.
 
-The same pre-signed requests (unique MessageSids, Chinese and English bodies) are sent
-from a second process on loopback, first to a bare Starlette endpoint that only checks
-the signature, then to the real service on SQLite (which commits each request before
-answering 200, and processes it into a ticket afterwards). Reported: maximum rate
-(closed loop), then p50/p99 latency at half of that rate (open loop).
+Pre-signed requests (unique MessageSids, Chinese and English bodies) are sent from a
+second process on loopback to a bare Starlette endpoint that only checks the signature
+and to the real service on SQLite (which commits each request before answering 200,
+and processes it into a ticket afterwards). The machine is shared and its speed drifts
+within a minute, so both run side by side and are measured in alternating rounds (the
+service idle again, its tickets made, before the next bare round); the median of the
+rounds' ratios is reported. Then p50/p99 latency at half the service's rate (open loop).
 
-    python -m bench.webhook_sms [--n 3000] [--connections 16]
+    python -m bench.webhook_sms [--n 3000] [--connections 16] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -79,68 +82,89 @@ def wait_for_http(port: int, process: subprocess.Popen[bytes]) -> None:
     raise SystemExit("server did not start")
 
 
-def measure(port: int, work: Path, n: int, connections: int, tag: str) -> dict[str, float]:
-    warm, peak, paced = (
-        work / f"{tag}-warm.jsonl",
-        work / f"{tag}-peak.jsonl",
-        work / f"{tag}-paced.jsonl",
-    )
-    write_requests(warm, 200, 0)
-    write_requests(peak, n, 1_000_000)
+def peak(port: int, work: Path, n: int, connections: int, tag: str) -> float:
+    """Requests per second, closed loop, after a warm-up."""
+    warm, requests = work / f"{tag}-warm.jsonl", work / f"{tag}-peak.jsonl"
+    write_requests(warm, 200, next(OFFSETS))
+    write_requests(requests, n, next(OFFSETS))
     load(port, warm, connections)
-    best = load(port, peak, connections)
-    write_requests(paced, n // 2, 2_000_000)
-    half = load(port, paced, connections, rate=best["rate"] / 2)
-    return {"rate": best["rate"], "p50_ms": half["p50_ms"], "p99_ms": half["p99_ms"],
-            "half_rate": half["rate"]}  # fmt: skip
+    return load(port, requests, connections)["rate"]
+
+
+def paced(port: int, work: Path, n: int, connections: int, rate: float) -> dict[str, float]:
+    requests = work / "paced.jsonl"
+    write_requests(requests, n, next(OFFSETS))
+    return load(port, requests, connections, rate=rate)
+
+
+def wait_until_idle(db: Path, timeout: float = 600) -> None:
+    """Until the service has processed every stored SMS and sent every reply."""
+    deadline = time.monotonic() + timeout
+    reader = sqlite3.connect(db)
+    while time.monotonic() < deadline:
+        pending = reader.execute(
+            "SELECT (SELECT count(*) FROM inbound_messages WHERE state = 'pending')"
+            " + (SELECT count(*) FROM outbox WHERE status IN ('queued', 'sending'))"
+        ).fetchone()[0]
+        if pending == 0:
+            return
+        time.sleep(0.5)
+    raise SystemExit("the service did not finish its backlog")
+
+
+OFFSETS = iter(range(0, 10**9, 1_000_000))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sl-webhook-"))
+    bare_port, port = free_port(), free_port()
+    bare = subprocess.Popen([sys.executable, "-m", "bench.bare_webhook", str(bare_port), TOKEN,
+                             PUBLIC], cwd=ROOT)  # fmt: skip
+    config = work / "supportline.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{work}/sl.db"\n'
+        f'[http]\nlisten = "127.0.0.1:{port}"\npublic_url = "{PUBLIC}"\n'
+        f'[smtp]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'[sms]\ntwilio_auth_token = "{TOKEN}"\nlog_file = "{work}/sms.log"\n'
+        f'[email]\nmaildir = "{work}/outbox"\n',
+        encoding="utf-8",
+    )
+    supportline = str(Path(sys.executable).with_name("supportline"))
+    subprocess.run([supportline, "--config", str(config), "db", "upgrade"], check=True,
+                   capture_output=True)  # fmt: skip
+    serve = subprocess.Popen([supportline, "--config", str(config), "serve"], cwd=work,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    rounds: list[tuple[float, float]] = []
     try:
-        port = free_port()
-        bare = subprocess.Popen([sys.executable, "-m", "bench.bare_webhook", str(port), TOKEN,
-                                 PUBLIC], cwd=ROOT)  # fmt: skip
-        try:
-            wait_for_bare(port, bare)
-            baseline = measure(port, work, args.n, args.connections, "bare")
-        finally:
-            bare.terminate()
-            bare.wait()
-
-        port = free_port()
-        config = work / "supportline.toml"
-        config.write_text(
-            f'[database]\nurl = "sqlite:///{work}/sl.db"\n'
-            f'[http]\nlisten = "127.0.0.1:{port}"\npublic_url = "{PUBLIC}"\n'
-            f'[smtp]\nlisten = "127.0.0.1:{free_port()}"\n'
-            f'[sms]\ntwilio_auth_token = "{TOKEN}"\nlog_file = "{work}/sms.log"\n'
-            f'[email]\nmaildir = "{work}/outbox"\n',
-            encoding="utf-8",
-        )
-        supportline = str(Path(sys.executable).with_name("supportline"))
-        subprocess.run([supportline, "--config", str(config), "db", "upgrade"], check=True,
-                       capture_output=True)  # fmt: skip
-        serve = subprocess.Popen([supportline, "--config", str(config), "serve"], cwd=work,
-                                 stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            wait_for_http(port, serve)
-            service = measure(port, work, args.n, args.connections, "serve")
-        finally:
-            serve.terminate()
-            serve.wait()
+        wait_for_bare(bare_port, bare)
+        wait_for_http(port, serve)
+        for _ in range(args.rounds):
+            bare_rate = peak(bare_port, work, args.n, args.connections, "bare")
+            serve_rate = peak(port, work, args.n, args.connections, "serve")
+            rounds.append((bare_rate, serve_rate))
+            wait_until_idle(work / "sl.db")
+        serve_rates = sorted(rate for _, rate in rounds)
+        half = serve_rates[len(serve_rates) // 2] / 2
+        latency = paced(port, work, args.n // 2, args.connections, half)
     finally:
+        for process in (bare, serve):
+            process.terminate()
+            process.wait()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"requests: {args.n}  connections: {args.connections}")
-    for name, result in (("bare signature check", baseline), ("supportline serve", service)):
-        print(f"{name:22} {result['rate']:7.1f} req/s   at {result['half_rate']:6.1f} req/s: "
-              f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms")  # fmt: skip
-    print(f"ratio: {service['rate'] / baseline['rate']:.0%} of the bare endpoint (target >= 60%, "
-          f"p99 < 100 ms at half the maximum rate)")  # fmt: skip
+    print(f"requests: {args.n} a round  connections: {args.connections}")
+    for number, (bare_rate, serve_rate) in enumerate(rounds, 1):
+        print(f"round {number}: bare signature check {bare_rate:7.1f} req/s   supportline serve "
+              f"{serve_rate:7.1f} req/s   ratio {serve_rate / bare_rate:.0%}")  # fmt: skip
+    ratios = sorted(serve_rate / bare_rate for bare_rate, serve_rate in rounds)
+    print(f"ratio: {ratios[len(ratios) // 2]:.0%} of the bare endpoint, median of {len(ratios)} "
+          f"rounds (target >= 60%)")  # fmt: skip
+    print(f"at {latency['rate']:.1f} req/s (half the median rate): p50 {latency['p50_ms']:.1f} ms"
+          f"  p99 {latency['p99_ms']:.1f} ms (target p99 < 100 ms)")  # fmt: skip
 
 
 def wait_for_bare(port: int, process: subprocess.Popen[bytes]) -> None:

@@ -188,7 +188,9 @@ def _serialize_writers(engine: Engine, file_lock: WriterFileLock | None) -> None
             raise
         holder[0] = raw(connection.connection)
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # On the driver's connection: every transaction begins here, and SQLAlchemy's
+            # statement machinery costs more than the statement itself.
+            holder[0].execute("BEGIN IMMEDIATE")
         except BaseException:
             release(holder[0])
             raise
