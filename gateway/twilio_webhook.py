@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
+@functools.lru_cache(maxsize=64)
 def signed_url(public_url: str, path: str, query: str) -> str:
     """The URL Twilio signed: our public address, this request's path and raw query.
 
