@@ -103,6 +103,16 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def tree_peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of ``pid`` plus its child processes (serve's background one)."""
+    children = [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return peak_rss_mb(pid) + sum(peak_rss_mb(child) for child in children)
+
+
 def free_port() -> int:
     import socket
 
@@ -164,9 +174,10 @@ def run_service(messages: list[bytes], connections: int, work: Path) -> dict[str
         deadlines = reader.execute("SELECT count(*) FROM deadlines").fetchone()[0]
         assert states == {"processed": len(messages)}, states
         assert in_messages == len(messages) and tickets == outbox == deadlines
+        peak_mb = tree_peak_rss_mb(process.pid)
         return {"seconds": seconds, "rate": len(messages) / seconds,
                 "accept_rate": len(messages) / accept_seconds, "tickets": tickets,
-                "replies": in_messages - tickets, "peak_mb": peak_rss_mb(process.pid)}  # fmt: skip
+                "replies": in_messages - tickets, "peak_mb": peak_mb}  # fmt: skip
     finally:
         process.terminate()
         process.wait()
@@ -189,7 +200,7 @@ def main() -> None:
     print(f"baseline (stdlib parse + 1 row): {baseline['rate']:7.1f} emails/s  "
           f"peak {baseline['peak_mb']:.0f} MB")  # fmt: skip
     print(f"supportline serve, end to end:   {service['rate']:7.1f} emails/s  "
-          f"(250s at {service['accept_rate']:.1f}/s)  peak {service['peak_mb']:.0f} MB  "
+          f"(250s at {service['accept_rate']:.1f}/s)  peak {service['peak_mb']:.0f} MB in all  "
           f"{service['tickets']} tickets, {service['replies']} replies")  # fmt: skip
     print(f"ratio: {ratio:.0%} of the baseline (target >= 75%, peak < 200 MB)")
 

@@ -17,10 +17,12 @@ import os
 import signal
 import threading
 import time
-from multiprocessing.synchronize import Event
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 from gateway.bootstrap import LOG_FORMAT, build_services, system_clock
-from gateway.intake_worker import Arrivals, IntakeWorker
+from gateway.intake_worker import IntakeWorker
+from gateway.shared_signals import Arrivals, Wake
 from notifier.dispatcher import DispatcherThread
 from workflow.settings import Settings
 
@@ -37,11 +39,10 @@ class BackgroundProcess:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.context = multiprocessing.get_context("spawn")  # no threads or sockets inherited
-        self.wake_flag = self.context.Event()
-        self.stop_flag = self.context.Event()
+        self.wake_flag = Wake()
         self.arrivals = Arrivals()
         self.closing = threading.Event()
-        self.process: multiprocessing.process.BaseProcess | None = None
+        self.process: BaseProcess | None = None
         self.watcher = threading.Thread(target=self._watch, name="background-watch", daemon=True)
 
     def start(self) -> None:
@@ -55,31 +56,36 @@ class BackgroundProcess:
     def close(self, timeout: float = 60.0) -> None:
         """Lets the batch in hand finish, then stops; what is pending waits for the next start."""
         self.closing.set()
-        self.stop_flag.set()
-        if self.process is not None:
-            self.process.join(timeout)
-            if self.process.is_alive():
-                log.error("background process did not stop in %.0f s; terminating it", timeout)
-                self.process.terminate()
-                self.process.join(5)
+        if self.process is None:
+            return
+        self.process.terminate()  # SIGTERM: the process finishes its batch and exits
+        self.process.join(timeout)
+        if self.process.is_alive():
+            log.error("background process did not stop in %.0f s; killing it", timeout)
+            self.process.kill()
+            self.process.join(5)
 
-    def _spawn(self) -> multiprocessing.process.BaseProcess:
-        ready = self.context.Event()
+    def _spawn(self) -> BaseProcess:
+        ready_in, ready_out = self.context.Pipe(duplex=False)
         process = self.context.Process(
             target=run_background,
-            args=(self.settings, self.wake_flag, self.stop_flag, self.arrivals, ready, os.getpid()),
+            args=(self.settings, self.wake_flag, self.arrivals, ready_out, os.getpid()),
             name="supportline-background",
         )
         process.start()
+        ready_out.close()
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not ready.wait(0.1):
-            if not process.is_alive() or time.monotonic() > deadline:
-                process.kill()
-                process.join()
-                raise RuntimeError(
-                    f"the background process (intake, outbox) did not start "
-                    f"(exit code {process.exitcode}); its error is in the log above"
-                )
+        try:
+            while not ready_in.poll(0.1):
+                if not process.is_alive() or time.monotonic() > deadline:
+                    process.kill()
+                    process.join()
+                    raise RuntimeError(
+                        f"the background process (intake, outbox) did not start "
+                        f"(exit code {process.exitcode}); its error is in the log above"
+                    )
+        finally:
+            ready_in.close()
         return process
 
     def _watch(self) -> None:
@@ -102,7 +108,6 @@ class BackgroundProcess:
             )
             if self.closing.wait(pause):
                 return
-            self.stop_flag.clear()  # set if the process was stopped from outside
             try:
                 self.process = self._spawn()
                 started = time.monotonic()
@@ -112,13 +117,13 @@ class BackgroundProcess:
 
 def run_background(
     settings: Settings,
-    wake_flag: Event,
-    stop_flag: Event,
+    wake_flag: Wake,
     arrivals: Arrivals,
-    ready: Event,
+    ready: Connection,
     parent_pid: int,
 ) -> None:
     """The background process: the intake worker and the outbox dispatcher until stopped."""
+    stop_flag = threading.Event()
     # Ctrl-C reaches the whole process group; serve decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop_flag.set())
@@ -129,7 +134,8 @@ def run_background(
     )
     dispatcher.start()
     worker = IntakeWorker(services, wake_flag, stop_flag, arrivals)
-    ready.set()
+    ready.send(True)
+    ready.close()
     try:
         while not stop_flag.wait(1.0):
             if os.getppid() != parent_pid:  # serve died without stopping us

@@ -13,15 +13,14 @@ claimed, never processed twice).
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import threading
-import time
 from typing import Protocol
 
 from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
 from gateway.intake import process_pending
+from gateway.shared_signals import Arrivals
 from storage.models import InboundMessage
 from storage.uow import unit_of_work
 
@@ -32,22 +31,8 @@ QUIET_SECONDS = 0.02  # arrivals this recent hold a batch back...
 MAX_HOLD_SECONDS = 1.0  # ...but never longer than this, so processing always advances
 
 
-class Arrivals:
-    """When the listeners last queued a message to store, readable from another process
-    (shared memory; the monotonic clock is the same for every process of the machine)."""
-
-    def __init__(self) -> None:
-        self.last = multiprocessing.get_context("spawn").Value("d", 0.0, lock=False)
-
-    def mark(self) -> None:
-        self.last.value = time.monotonic()
-
-    def quiet_for(self, seconds: float) -> bool:
-        return time.monotonic() - self.last.value >= seconds
-
-
 class Flag(Protocol):
-    """What the worker needs of an event: ``threading.Event`` or a multiprocessing one."""
+    """What the worker needs of an event: ``threading.Event``, or ``shared_signals.Wake``."""
 
     def set(self) -> None: ...
     def clear(self) -> None: ...

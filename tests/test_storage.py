@@ -244,3 +244,52 @@ def test_an_interrupt_mid_transaction_gives_the_write_lock_back(sqlite_url: str)
         raise KeyboardInterrupt
     assert _write_lock_is_free(engine)
     engine.dispose()
+
+
+HOLD_AND_WRITE = """
+import sys
+from storage.db import create_db_engine
+engine = create_db_engine(sys.argv[1])
+print("waiting", flush=True)
+with engine.begin() as connection:
+    connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS other (n INTEGER)")
+    connection.exec_driver_sql("INSERT INTO other VALUES (1)")
+print("written", flush=True)
+"""
+
+
+def test_a_writer_of_another_process_waits_its_turn_and_is_seen_waiting(
+    sqlite_url: str,
+) -> None:
+    """serve's two processes share one SQLite file: the one writing can tell that the
+    other waits (the intake then ends its batch early), and the other writes right after."""
+    import subprocess
+    import sys
+    import time
+
+    from storage.db import writers_waiting
+    from tests.conftest import ROOT
+
+    engine = create_db_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE mine (n INTEGER)")
+        assert not writers_waiting(engine)
+        other = subprocess.Popen(
+            [sys.executable, "-c", HOLD_AND_WRITE, sqlite_url],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "waiting"
+        deadline = time.monotonic() + 20
+        while not writers_waiting(engine) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writers_waiting(engine)
+        assert other.poll() is None  # still waiting: this transaction holds the database
+        connection.exec_driver_sql("INSERT INTO mine VALUES (1)")
+    assert other.stdout.readline().strip() == "written"
+    assert other.wait(timeout=20) == 0
+    with engine.begin() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM other").scalar() == 1
+    engine.dispose()
