@@ -5,9 +5,8 @@ the database, in arrival order and in batches (one commit for many messages unde
 The database is the queue, so nothing waits only in memory: rows stored before a crash
 or a restart are simply still pending. A gateway calls ``wake()`` after storing, so new
 mail is processed at once instead of at the next poll. It runs in a thread of its own;
-``serve`` runs it in its background process (``gateway/background.py``), whose events
-it is then given. On PostgreSQL more ``serve`` processes add more workers (rows are
-claimed, never processed twice).
+``serve`` runs it in its background process (``gateway/background.py``). On PostgreSQL
+more ``serve`` processes add more workers (rows are claimed, never processed twice).
 """
 
 from __future__ import annotations
@@ -41,7 +40,8 @@ class Flag(Protocol):
 
 
 class IntakeWorker:
-    """``wake_flag``/``stop_flag``: events shared with another process, if given.
+    """``wake_flag`` is set when rows are stored (a ``shared_signals.Wake`` when the
+    listeners are another process), ``stop_flag`` to stop after the batch in hand.
     ``arrivals``: the listeners' arrivals; while messages are coming in, storing them
     (what senders wait for) goes first, and each batch of processing waits a moment."""
 
