@@ -47,6 +47,18 @@ def _alert(
     return row_id if created else None
 
 
+def _row_facts(row: Any) -> dict[str, Any]:
+    """What an alert says of the outbox row it is about."""
+    return {
+        "outbox_id": row.id,
+        "channel": row.channel,
+        "to": row.to_address,
+        "template": row.template,
+        "idempotency_key": row.idempotency_key,
+        "attempts": row.attempts,
+    }
+
+
 def alert_dead(
     session: Session, settings: Settings, row: Any, last_error: str, now: datetime
 ) -> int | None:
@@ -59,17 +71,7 @@ def alert_dead(
         session,
         settings,
         f"alert:dead:{row.id}",
-        {
-            "kind": "dead",
-            "outbox_id": row.id,
-            "channel": row.channel,
-            "to": row.to_address,
-            "template": row.template,
-            "idempotency_key": row.idempotency_key,
-            "attempts": row.attempts,
-            "last_error": last_error,
-            "status": "dead",
-        },
+        {"kind": "dead", **_row_facts(row), "last_error": last_error, "status": "dead"},
         now,
     )
 
@@ -83,16 +85,6 @@ def alert_configuration(
         session,
         settings,
         f"alert:config:{row.channel}:{code or 'unknown'}:{now.date().isoformat()}",
-        {
-            "kind": "configuration",
-            "outbox_id": row.id,
-            "channel": row.channel,
-            "to": row.to_address,
-            "template": row.template,
-            "idempotency_key": row.idempotency_key,
-            "attempts": row.attempts,
-            "last_error": error,
-            "status": "queued",
-        },
+        {"kind": "configuration", **_row_facts(row), "last_error": error, "status": "queued"},
         now,
     )

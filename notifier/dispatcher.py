@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, event, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, bindparam, event, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import alerts
@@ -261,11 +261,7 @@ class Dispatcher:
         with unit_of_work(self.sessions) as session:
             renewed = session.execute(
                 update(OutboxMessage)
-                .where(
-                    OutboxMessage.id == row.id,
-                    OutboxMessage.status == "sending",
-                    OutboxMessage.attempts == row.attempts,
-                )
+                .where(_under_attempt(row.id, row.attempts))
                 .values(lease_until=until)
             )
             session.commit()
@@ -461,11 +457,7 @@ class Dispatcher:
         table = OutboxMessage.__table__
         statement = (
             update(table)  # type: ignore[arg-type]
-            .where(
-                table.c.id == bindparam("b_id"),
-                table.c.status == "sending",
-                table.c.attempts == bindparam("b_attempts"),
-            )
+            .where(_under_attempt(bindparam("b_id"), bindparam("b_attempts")))
             .values(
                 status="sent",
                 sent_at=now,
@@ -545,11 +537,7 @@ class Dispatcher:
         # over, its outcome is the one that counts.
         result = session.execute(
             update(OutboxMessage)
-            .where(
-                OutboxMessage.id == row.id,
-                OutboxMessage.status == "sending",
-                OutboxMessage.attempts == row.attempts,
-            )
+            .where(_under_attempt(row.id, row.attempts))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
@@ -617,6 +605,16 @@ def _opt_out(phone: str) -> FollowUp:
         session.flush()
 
     return write
+
+
+def _under_attempt(row_id: Any, attempts: Any) -> ColumnElement[bool]:
+    """The row is still ``sending`` under the attempt this dispatcher claimed (values or
+    bind parameters): writes fenced on it lose to a dispatcher that took the row over."""
+    return and_(
+        OutboxMessage.id == row_id,
+        OutboxMessage.status == "sending",
+        OutboxMessage.attempts == attempts,
+    )
 
 
 class DispatcherThread:

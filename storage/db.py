@@ -34,8 +34,9 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True, **kwargs)
 
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    database = parsed.database if parsed.database not in (None, "", ":memory:") else None
+    if database:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
     )
@@ -52,9 +53,7 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
-    database = parsed.database
-    on_disk = database is not None and database not in ("", ":memory:")
-    _serialize_writers(engine, WriterFileLock(database) if database and on_disk else None)
+    _serialize_writers(engine, WriterFileLock(database) if database else None)
     return engine
 
 
