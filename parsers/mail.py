@@ -8,12 +8,14 @@ Parsing is the list of small steps in `STEPS`, each reading and filling a `_Draf
 decode headers, walk the MIME tree (pick the body, find attachments), HTML to text, strip
 quotes and signature, classify auto-replies and bounces.
 
-We read raw header strings (`raw_items()`) and decode them ourselves instead of letting
-`email.policy.default` build header objects: its parser raises on some malformed headers
+The stdlib parses with its `compat32` policy: it only splits the message into headers and
+MIME parts, four to five times faster than `email.policy.default`, which builds a header
+object for every header it is asked for. We read raw header strings (`raw_items()`) and
+decode them ourselves: the default policy's header parser raises on some malformed headers
 and decodes encoded-words with the declared charset only (gb2312-labelled GBK becomes
 replacement characters). Bodies likewise: we take the transfer-decoded bytes
-(`get_payload(decode=True)`, the compat32 API, which accepts any Content-Transfer-Encoding)
-and apply our own charset chain, where `get_content()` would raise or guess.
+(`get_payload(decode=True)`, which accepts any Content-Transfer-Encoding) and apply our
+own charset chain, where `get_content()` would raise or guess.
 """
 
 from __future__ import annotations
@@ -537,7 +539,7 @@ def parse_email(raw: bytes) -> ParsedEmail:
     """
     raw = bytes(raw)
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
         draft = _Draft(message=message)
         for step in STEPS:
             try:
