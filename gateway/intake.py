@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
@@ -92,30 +93,34 @@ def process_inbound(services: Services, inbound_id: int) -> Outcome:
 
 
 def process_batch(services: Services, inbound_ids: Sequence[int]) -> tuple[list[Outcome], int]:
-    """Processes rows in one transaction, each in a savepoint of its own, in order.
+    """Processes rows in one transaction, in order: one commit (one fsync on SQLite) for
+    the batch instead of one per message.
 
-    One commit (one fsync on SQLite) for the batch instead of one per message; a message
-    that fails rolls back only its savepoint and is quarantined in the same commit. Rows
-    another worker already took are skipped. On SQLite the batch ends early, after the
-    message in hand, when another writer waits for the database (a listener storing what
-    a sender waits for). Returns the outcomes and the last id it went through.
+    Optimistic: should one message fail, the whole batch rolls back and is processed
+    again one message per transaction, where the failing one is quarantined alone.
+    (A savepoint per message would do the same in one pass, at two statements and a
+    flush more for every message; failures are rare.) Rows another worker already took
+    are skipped. On SQLite the batch ends early, after the message in hand, when another
+    writer waits for the database (a listener storing what a sender waits for). Returns
+    the outcomes and the last id it went through.
     """
     services.reply_key()
     try:
         with unit_of_work(services.sessions) as session:
             outcomes, done_through = [], 0
             for inbound_id in inbound_ids:
-                outcome = _process_in_savepoint(services, session, inbound_id)
-                if outcome is not None:
-                    outcomes.append(outcome)
+                with suppress(NotProcessable):  # nothing was written for it
+                    outcomes.append(_process_in_transaction(services, session, inbound_id))
                 done_through = inbound_id
                 if writers_waiting(services.engine):
                     break
             session.commit()
             return outcomes, done_through
-    except Exception:  # the batch itself failed (say the connection dropped): one by one
-        log.exception(
-            "intake batch failed; processing its %d messages one by one", len(inbound_ids)
+    except Exception:  # a message failed, or the batch did (say the connection dropped)
+        log.warning(
+            "intake batch of %d messages rolled back; processing them one by one",
+            len(inbound_ids),
+            exc_info=True,
         )
         outcomes = []
         for inbound_id in inbound_ids:
@@ -124,21 +129,6 @@ def process_batch(services: Services, inbound_ids: Sequence[int]) -> tuple[list[
             except NotProcessable:
                 continue
         return outcomes, inbound_ids[-1]
-
-
-def _process_in_savepoint(services: Services, session: Session, inbound_id: int) -> Outcome | None:
-    savepoint = session.begin_nested()
-    try:
-        outcome = _process_in_transaction(services, session, inbound_id)
-    except NotProcessable:
-        savepoint.rollback()
-        return None
-    except Exception as exc:
-        savepoint.rollback()
-        log.exception("inbound %d quarantined", inbound_id)
-        return _mark_failed(session, inbound_id, exc, services.clock())
-    savepoint.commit()
-    return outcome
 
 
 def process_pending(

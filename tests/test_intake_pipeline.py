@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 import gateway.intake
 from gateway.bootstrap import Services
 from gateway.inbound import store_email
-from gateway.intake import NotProcessable, Outcome, process_inbound
+from gateway.intake import NotProcessable, Outcome, process_inbound, process_pending
 from parsers.refs import format_ref
-from storage.models import Deadline, Event, InboundMessage, OutboxMessage, Ticket
+from storage.models import Contact, Deadline, Event, InboundMessage, OutboxMessage, Ticket
 from storage.uow import unit_of_work
 from tests.conftest import FIXED_NOW, make_services
 from tests.mailbuild import customer_mail
@@ -213,6 +213,34 @@ def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) 
     replayed = process_inbound(services, row.id)
     assert replayed.result == f"ticket {format_ref(1)} opened"
     assert one(services, InboundMessage).state == "processed"
+
+
+def test_a_failing_message_in_a_batch_is_quarantined_alone(services: Services, monkeypatch) -> None:
+    real = gateway.intake.extract_intake
+
+    def fails_on_poison(subject: str, *args, **kwargs):
+        if "poison" in subject:
+            raise RuntimeError("intake field extraction exploded")
+        return real(subject, *args, **kwargs)
+
+    monkeypatch.setattr(gateway.intake, "extract_intake", fails_on_poison)
+    ids = [
+        store_email(
+            services.engine,
+            customer_mail(subject=subject, sender=f"c{i} <c{i}@example.cn>"),
+            source="test",
+            received_at=FIXED_NOW,
+        ).inbound_id
+        for i, subject in enumerate(["first", "poison", "third"])
+    ]
+    outcomes = {o.inbound_id: o.result for o in process_pending(services)}
+    assert outcomes[ids[1]].startswith("failed: RuntimeError")
+    assert outcomes[ids[0]].endswith("opened") and outcomes[ids[2]].endswith("opened")
+    assert count(services, InboundMessage, InboundMessage.state == "processed") == 2
+    assert one(services, InboundMessage, InboundMessage.state == "failed").id == ids[1]
+    # Nothing of the failing message is kept: two tickets, two acknowledgements.
+    assert count(services, Ticket) == count(services, OutboxMessage) == 2
+    assert count(services, Contact) == 2
 
 
 @pytest.mark.postgres
