@@ -129,11 +129,11 @@ def run_background(
     signal.signal(signal.SIGTERM, lambda *_: stop_flag.set())
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     services = build_services(settings, system_clock)
+    worker = IntakeWorker(services, wake_flag, stop_flag, arrivals)
     dispatcher = DispatcherThread(
-        services.dispatcher(), services.engine, settings.notifier.poll_seconds
+        services.dispatcher(), services.engine, settings.notifier.poll_seconds, worker.busy
     )
     dispatcher.start()
-    worker = IntakeWorker(services, wake_flag, stop_flag, arrivals)
     ready.send(True)
     ready.close()
     try:

@@ -56,27 +56,37 @@ class IntakeWorker:
         self.arrivals = arrivals
         self.wake_flag: Flag = wake_flag or threading.Event()
         self.stop_flag: Flag = stop_flag or threading.Event()
+        self.working = threading.Event()
         self.thread = threading.Thread(target=self._run, name="intake", daemon=True)
         self.thread.start()
 
     def wake(self, _inbound_id: int | None = None) -> None:
         self.wake_flag.set()
 
+    def busy(self) -> bool:
+        """Whether a pass over the pending rows is under way (the dispatcher gives way)."""
+        return self.working.is_set()
+
     def _run(self) -> None:
         while not self.stop_flag.is_set():
             self.wake_flag.clear()
+            self.working.set()
             try:
-                passes = process_pending(
+                outcomes = process_pending(
                     self.services,
                     stopping=self.stop_flag.is_set,
                     before_batch=self._let_arrivals_in,
                 )
-                for outcome in passes:
-                    log.info("inbound %d: %s", outcome.inbound_id, outcome.result)
             except Exception:  # the database may be away; rows stay pending, try again later
                 log.exception("intake pass failed; retrying in %.0f s", POLL_SECONDS)
+                outcomes = None
+            finally:
+                self.working.clear()
+            if outcomes is None:
                 self.stop_flag.wait(POLL_SECONDS)
                 continue
+            for outcome in outcomes:
+                log.info("inbound %d: %s", outcome.inbound_id, outcome.result)
             self.wake_flag.wait(POLL_SECONDS)
 
     def _let_arrivals_in(self) -> None:

@@ -210,8 +210,9 @@ class Dispatcher:
         return sorted(claimed, key=lambda c: c.id)
 
     # --- one pass ----------------------------------------------------------------------
-    def run_pass(self, stop: threading.Event | None = None) -> PassReport:
-        """Sends everything due now; returns when nothing due is left (or on ``stop``).
+    def run_pass(self, stop: Callable[[], bool] = lambda: False) -> PassReport:
+        """Sends everything due now; returns when nothing due is left, or when ``stop()``
+        says so (asked before each batch).
 
         Emails go out in order from a sender thread that keeps one connection to the
         relay. This thread stays one batch ahead of it: while batch N is on the wire it
@@ -224,7 +225,7 @@ class Dispatcher:
         report = PassReport()
         previous: list[Outcome | Future[Outcome]] = []
         try:
-            while stop is None or not stop.is_set():
+            while not stop():
                 rows = self.claim(self.settings.notifier.batch_size)
                 if not rows:
                     if not previous:
@@ -620,15 +621,32 @@ def _under_attempt(row_id: Any, attempts: Any) -> ColumnElement[bool]:
 class DispatcherThread:
     """Runs passes in a thread until stopped: every ``poll_seconds``, or at once when
     this process commits a new outbox row (a cheap engine event; other processes'
-    rows wait for the next poll)."""
+    rows wait for the next poll).
 
-    def __init__(self, dispatcher: Dispatcher, engine: Engine, poll_seconds: float) -> None:
+    ``intake_busy()``: whether the intake worker of this process is at work. Intake goes
+    first, since a message is safe only once it is a ticket, and the two share one
+    interpreter and one SQLite writer: while intake is busy a pass sends one batch, then
+    waits ``YIELD_SECONDS``. So a burst of mail is turned into tickets at full speed, its
+    acknowledgements keep going out, slowly, and catch up at full speed after it.
+    """
+
+    YIELD_SECONDS = 1.0
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        engine: Engine,
+        poll_seconds: float,
+        intake_busy: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.dispatcher = dispatcher
         self.engine = engine
         self.poll_seconds = poll_seconds
+        self.intake_busy = intake_busy
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+        self.batches_this_pass = 0
 
     def _on_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if statement.startswith("INSERT INTO outbox"):
@@ -650,13 +668,24 @@ class DispatcherThread:
     def _run(self) -> None:
         while not self.stop_event.is_set():
             self.wake.clear()
+            self.batches_this_pass = 0
             try:
-                report = self.dispatcher.run_pass(self.stop_event)
+                report = self.dispatcher.run_pass(self._pass_ends)
                 if report.summary() != "nothing due":
                     log.info("outbox: %s", report.summary())
             except Exception:  # the database away for a moment must not end the thread
                 log.exception("outbox pass failed; trying again")
-            self.wake.wait(self.poll_seconds)
+            if self.intake_busy() and not self.stop_event.is_set():
+                self.stop_event.wait(self.YIELD_SECONDS)
+            else:
+                self.wake.wait(self.poll_seconds)
+
+    def _pass_ends(self) -> bool:
+        """Before each batch: stopping, or intake busy and this pass had its batch."""
+        self.batches_this_pass += 1
+        if self.stop_event.is_set():
+            return True
+        return self.batches_this_pass > 1 and self.intake_busy()
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stop_event.set()

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
-from notifier.dispatcher import Dispatcher, PassReport
+from notifier.dispatcher import Dispatcher, DispatcherThread, PassReport
 from notifier.errors import UnknownOutcome
 from notifier.transports import build_renderer
 from storage.models import OutboxMessage
@@ -182,3 +182,36 @@ def test_a_slow_batch_does_not_send_a_row_whose_lease_was_taken(db_url: str) -> 
     assert [c.id for c in rescuer.claim(10)] == [second.id]  # first's lease was renewed
     assert not slow._renew_lease(second)  # B owns it now
     services.close()
+
+
+def test_while_intake_is_busy_the_dispatcher_thread_sends_a_batch_at_a_time(
+    sqlite_url: str,
+) -> None:
+    services = make_services(sqlite_url, notifier={"batch_size": 2})
+    queue(services, 6)
+    email = RecordingEmail()
+    intake_busy = threading.Event()
+    intake_busy.set()
+    thread = DispatcherThread(
+        dispatcher(services, email), services.engine, 0.05, intake_busy.is_set
+    )
+    thread.YIELD_SECONDS = 2.0
+    thread.start()
+
+    def sent() -> int:
+        with email.lock:
+            return sum(email.sent.values())
+
+    try:
+        deadline = time.monotonic() + 10
+        while sent() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        assert sent() == 2  # one batch, then it gives way
+        intake_busy.clear()  # intake done: the rest goes out after the pause in hand
+        while sent() < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sent() == 6
+    finally:
+        thread.stop()
+        services.close()
