@@ -200,6 +200,10 @@ def _decode_word_payload(encoding: str, payload: str) -> bytes:
     return quopri.decodestring(payload.replace("_", " ").encode("ascii", errors="replace"))
 
 
+# A byte the stdlib could not decode, kept as a lone surrogate (surrogateescape).
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def decode_header(value: str) -> tuple[str, tuple[str, ...]]:
     """Decode a raw header value: RFC 2047 encoded-words and 8-bit raw bytes.
 
@@ -211,9 +215,11 @@ def decode_header(value: str) -> tuple[str, tuple[str, ...]]:
     >>> decode_header("=?gb2312?B?tPLTobv6?= =?utf-8?Q?_OK?=")[0]
     '打印机 OK'
     """
-    notes: list[str] = []
     value = _FOLD.sub(" ", value)
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
+    if value.isascii() and "=?" not in value:  # most headers: nothing to decode
+        return value.replace("\r", "").replace("\n", " "), ()
+    notes: list[str] = []
+    if _ESCAPED_BYTE.search(value):
         decoded = decode_text(recover_bytes(value), None, what="8-bit header")
         if decoded.note:
             notes.append(decoded.note)

@@ -16,6 +16,7 @@ the folded copy and read ``LX-3000`` even if typed ``ＬＸ－３０００``.
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 from collections.abc import Mapping, Sequence
@@ -192,14 +193,22 @@ def _find_model(
 
 
 def _keyword_count(keyword: str, text: str) -> int:
+    pattern = _keyword_pattern(keyword)
+    if isinstance(pattern, str):
+        return text.count(pattern) if pattern else 0
+    return len(pattern.findall(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _keyword_pattern(keyword: str) -> re.Pattern[str] | str:
+    """A keyword as it is searched: Chinese as a plain substring, else a pattern (the
+    taxonomy is fixed for a run, so each is built once)."""
     keyword = keyword.translate(_FOLD).lower().strip()
-    if not keyword:
-        return 0
-    if not keyword.isascii():
-        return text.count(keyword)
+    if not keyword or not keyword.isascii():
+        return keyword
     body = r"\s+".join(map(re.escape, keyword.split()))
     # Whole words only ("ink" is not in "printing"); a plural "s" still counts.
-    return len(re.findall(rf"(?<![a-z0-9]){body}(?:e?s)?(?![a-z0-9])", text))
+    return re.compile(rf"(?<![a-z0-9]){body}(?:e?s)?(?![a-z0-9])")
 
 
 def classify_fault(text: str, fault_types: Mapping[str, Sequence[str]]) -> str | None:
