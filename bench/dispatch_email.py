@@ -96,7 +96,7 @@ def queue_rows(services: Services, n: int, round_no: int) -> None:
         for i in range(n):
             key = f"bench:{round_no}:{i}"
             enqueue(
-                session, key=key, channel="email", to=f"customer{i}@example.com",
+                session.connection(), key=key, channel="email", to=f"customer{i}@example.com",
                 template="ticket_ack", language=language(i), context=context(i), now=now,
                 message_id=outbound_message_id(key, DOMAIN),
                 reply_to_message_id=f"<in{i}@example.com>", references=[f"<in{i}@example.com>"],

@@ -12,12 +12,14 @@ from email.policy import compat32
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from storage.inserts import insert_many_or_get
 from storage.models import InboundMessage
 
 log = logging.getLogger(__name__)
+
+PROCESSABLE = ("pending", "failed")  # failed: by `supportline inbound replay`
 
 
 @dataclass(frozen=True)
@@ -142,3 +144,42 @@ def store_sms(
 ) -> Stored:
     """Commits an inbound SMS and returns its row; the same MessageSid again finds it."""
     return store_rows(engine, [sms_row(form, source=source, received_at=received_at)])[0]
+
+
+@dataclass(frozen=True)
+class InboundRow:
+    """What processing reads of a stored row."""
+
+    id: int
+    channel: str
+    raw: bytes
+    envelope_from: str | None
+    envelope_to: list[str]
+
+
+_CLAIM = (
+    update(InboundMessage)
+    .where(InboundMessage.id == bindparam("inbound_id"), InboundMessage.state.in_(PROCESSABLE))
+    .values(attempts=InboundMessage.attempts + 1)
+    .returning(
+        InboundMessage.id,
+        InboundMessage.channel,
+        InboundMessage.raw,
+        InboundMessage.envelope_from,
+        InboundMessage.envelope_to,
+    )
+)
+_STATE = select(InboundMessage.state).where(InboundMessage.id == bindparam("inbound_id"))
+
+
+def claim_inbound(connection: Connection, inbound_id: int) -> InboundRow | str:
+    """Takes a stored row for processing; else says what state keeps it from it.
+
+    The claiming UPDATE locks the row (PostgreSQL) or the database (SQLite's BEGIN
+    IMMEDIATE) until commit, so two workers never process the same message.
+    """
+    claimed = connection.execute(_CLAIM, {"inbound_id": inbound_id}).first()
+    if claimed is None:
+        state = connection.scalar(_STATE, {"inbound_id": inbound_id})
+        return state or "missing"
+    return InboundRow(*claimed)

@@ -17,20 +17,23 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway.bootstrap import Services
+from gateway.inbound import InboundRow, claim_inbound
 from gateway.sms_intake import SmsIntake
 from parsers.intake import extract_intake
 from parsers.mail import ParsedEmail, parse_email
 from parsers.refs import find_subject_ref, format_ref, tag_subject
 from parsers.reply_tokens import read_token, reply_address, split_plus_address
-from storage.apply import apply_decision
+from storage.apply import record_decision
 from storage.db import writers_waiting
+from storage.inserts import insert_many_or_get
 from storage.models import (
     Attachment,
     Contact,
+    Customer,
     InboundMessage,
     Machine,
     Message,
@@ -56,9 +59,66 @@ from workflow.tickets import (
 
 log = logging.getLogger(__name__)
 
-PROCESSABLE = ("pending", "failed")
 ACK_TEMPLATE = "ticket_ack"
 MAX_ERROR_CHARS = 4000
+
+# The statements of every message, built once: building one from ORM attributes costs
+# three times what executing it does (SQLAlchemy caches the compiled form, not the
+# expression). Values come as bound parameters.
+_PENDING_IDS = (
+    select(InboundMessage.id)
+    .where(InboundMessage.state == "pending", InboundMessage.id > bindparam("after"))
+    .order_by(InboundMessage.id)
+    .limit(bindparam("batch_size"))
+)
+_MARK_PROCESSED = (
+    update(InboundMessage)
+    .where(InboundMessage.id == bindparam("inbound_id"))
+    .values(
+        state="processed", result=bindparam("outcome"), error=None, processed_at=bindparam("now")
+    )
+)
+_SAME_MESSAGE = (
+    select(Message.ticket_id, Message.full_text)
+    .where(Message.message_id == bindparam("message_id"), Message.direction == "in")
+    .limit(1)
+)
+_TICKET_EXISTS = select(Ticket.id).where(Ticket.id == bindparam("ticket_id"))
+_TICKET_OF_MESSAGE = (
+    select(Message.ticket_id).where(Message.message_id == bindparam("message_id")).limit(1)
+)
+_TICKET_OF_OUTBOX = (
+    select(OutboxMessage.ticket_id)
+    .where(
+        OutboxMessage.message_id == bindparam("message_id"), OutboxMessage.ticket_id.is_not(None)
+    )
+    .limit(1)
+)
+_TICKET_CONTACT = select(Ticket.contact_email).where(Ticket.id == bindparam("ticket_id"))
+_WROTE_ON_TICKET = (
+    select(Message.id)
+    .where(Message.ticket_id == bindparam("ticket_id"), Message.sender == bindparam("sender"))
+    .limit(1)
+)
+_TICKET_STATE = select(Ticket.state, Ticket.owner_id).where(Ticket.id == bindparam("ticket_id"))
+_SET_TICKET_STATE = (
+    update(Ticket)
+    .where(Ticket.id == bindparam("ticket_id"))
+    .values(state=bindparam("new_state"), updated_at=bindparam("now"))
+)
+_KNOWN_MODELS = select(Machine.model).distinct()
+_MACHINE_BY_SERIAL = (
+    select(Machine.id, Machine.model, Machine.customer_id)
+    .where(func.lower(Machine.serial) == bindparam("serial"))
+    .limit(1)
+)
+_CUSTOMER_NAME = select(Customer.name).where(Customer.id == bindparam("customer_id"))
+_CONTACT_BY_EMAIL = select(
+    Contact.id, Contact.customer_id, Contact.name, Contact.phone, Contact.language
+).where(Contact.email == bindparam("email"))
+_INSERT_TICKET = insert(Ticket).returning(Ticket.id)
+_INSERT_MESSAGE = insert(Message).returning(Message.id)
+_INSERT_ATTACHMENT = insert(Attachment)
 
 
 class NotProcessable(Exception):
@@ -144,12 +204,7 @@ def process_pending(
     while not stopping():
         before_batch()
         with unit_of_work(services.sessions) as session:
-            ids = session.scalars(
-                select(InboundMessage.id)
-                .where(InboundMessage.state == "pending", InboundMessage.id > after)
-                .order_by(InboundMessage.id)
-                .limit(batch_size)
-            ).all()
+            ids = session.scalars(_PENDING_IDS, {"after": after, "batch_size": batch_size}).all()
         if not ids:
             return outcomes
         done, after = process_batch(services, ids)
@@ -176,40 +231,48 @@ def _mark_failed(session: Session, inbound_id: int, exc: BaseException, now: dat
 
 
 def _process_in_transaction(services: Services, session: Session, inbound_id: int) -> Outcome:
-    # Claiming the row with an UPDATE locks it (PostgreSQL) or the database (SQLite's
-    # BEGIN IMMEDIATE) until commit, so two workers never process the same message.
-    claimed = session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == inbound_id, InboundMessage.state.in_(PROCESSABLE))
-        .values(attempts=InboundMessage.attempts + 1)
-    )
-    if claimed.rowcount == 0:  # type: ignore[attr-defined]
-        row = session.get(InboundMessage, inbound_id)
-        state = row.state if row else "missing"
-        raise NotProcessable(f"inbound {inbound_id} is {state}; nothing to process")
-    row = session.get_one(InboundMessage, inbound_id)
+    session.flush()  # what an earlier message of the batch left in the session, for our reads
+    db = session.connection()
+    row = claim_inbound(db, inbound_id)
+    if isinstance(row, str):
+        raise NotProcessable(f"inbound {inbound_id} is {row}; nothing to process")
     now = services.clock()
     if row.channel == "sms":
         ticket_id, result = SmsIntake(services, session, row, now).run()
+        session.flush()
     else:
-        ticket_id, result = EmailIntake(services, session, row, parse_email(row.raw), now).run()
-    row.state, row.result, row.error, row.processed_at = "processed", result, None, now
+        ticket_id, result = EmailIntake(services, db, row, parse_email(row.raw), now).run()
+    db.execute(_MARK_PROCESSED, {"inbound_id": inbound_id, "outcome": result, "now": now})
     return Outcome(inbound_id, result, ticket_id)
 
 
+@dataclass(frozen=True)
+class _Contact:
+    id: int
+    customer_id: int | None
+    name: str | None
+    phone: str | None
+    language: str | None
+
+
 class EmailIntake:
-    """One parsed email applied to the database, inside the caller's transaction."""
+    """One parsed email applied to the database, inside the caller's transaction.
+
+    Core statements on the transaction's connection and no ORM objects: this runs for
+    every message of a burst of mail, and the ORM's unit of work cost three times the
+    SQL it issued (measured: 6.8 ms a message with it, of which 0.8 ms parsing).
+    """
 
     def __init__(
         self,
         services: Services,
-        session: Session,
-        row: InboundMessage,
+        db: Connection,
+        row: InboundRow,
         parsed: ParsedEmail,
         now: datetime,
     ) -> None:
         self.services = services
-        self.session = session
+        self.db = db
         self.row = row
         self.parsed = parsed
         self.now = now
@@ -242,26 +305,25 @@ class EmailIntake:
         """The ticket already holding this Message-ID with the same text, if any."""
         if not self.parsed.message_id:
             return None
-        if self.session.get_bind().dialect.name == "postgresql":
+        if self.db.dialect.name == "postgresql":
             # Two copies of one message (other routes, other bytes) processed at once by
             # two serve processes would each miss the other's uncommitted Message: the
             # second waits here until the first commits. (SQLite has one writer anyway.)
-            self.session.execute(
+            self.db.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:message_id))"),
                 {"message_id": self.parsed.message_id},
             )
-        earlier = self.session.scalars(
-            select(Message).where(
-                Message.message_id == self.parsed.message_id, Message.direction == "in"
-            )
-        ).first()
+        earlier = self.db.execute(_SAME_MESSAGE, {"message_id": self.parsed.message_id}).first()
         if earlier is not None and earlier.full_text == self.parsed.text:
-            return earlier.ticket_id
+            return int(earlier.ticket_id)
         return None
+
+    def _ticket_exists(self, ticket_id: int) -> bool:
+        return self.db.scalar(_TICKET_EXISTS, {"ticket_id": ticket_id}) is not None
 
     def _thread_clues(self) -> ThreadClues:
         subject_ticket = find_subject_ref(self.parsed.subject)
-        if subject_ticket is not None and self.session.get(Ticket, subject_ticket) is None:
+        if subject_ticket is not None and not self._ticket_exists(subject_ticket):
             subject_ticket = None
         return ThreadClues(
             token_ticket=self._token_ticket(),
@@ -282,38 +344,28 @@ class EmailIntake:
             if token is None or base.rpartition("@")[2].lower() not in domains:
                 continue
             claim = read_token(self.services.reply_key(), token, self.sender)
-            if claim is not None and self.session.get(Ticket, claim.ticket_id) is not None:
+            if claim is not None and self._ticket_exists(claim.ticket_id):
                 return claim.ticket_id
         return None
 
     def _header_ticket(self) -> int | None:
-        ids = [*self.parsed.in_reply_to, *reversed(self.parsed.references)]
-        if not ids:
-            return None
-        for message_id in ids:
-            known = self.session.scalars(
-                select(Message.ticket_id).where(Message.message_id == message_id)
-            ).first()
+        for message_id in [*self.parsed.in_reply_to, *reversed(self.parsed.references)]:
+            known = self.db.scalar(_TICKET_OF_MESSAGE, {"message_id": message_id})
             if known is None:
-                known = self.session.scalars(
-                    select(OutboxMessage.ticket_id).where(
-                        OutboxMessage.message_id == message_id,
-                        OutboxMessage.ticket_id.is_not(None),
-                    )
-                ).first()
+                known = self.db.scalar(_TICKET_OF_OUTBOX, {"message_id": message_id})
             if known is not None:
-                return known
+                return int(known)
         return None
 
     def _sender_on_ticket(self, ticket_id: int) -> bool:
         if not self.sender:
             return False
-        ticket = self.session.get_one(Ticket, ticket_id)
-        if (ticket.contact_email or "").lower() == self.sender:
+        contact_email = self.db.scalar(_TICKET_CONTACT, {"ticket_id": ticket_id})
+        if (contact_email or "").lower() == self.sender:
             return True
-        wrote_before = self.session.scalars(
-            select(Message.id).where(Message.ticket_id == ticket_id, Message.sender == self.sender)
-        ).first()
+        wrote_before = self.db.scalar(
+            _WROTE_ON_TICKET, {"ticket_id": ticket_id, "sender": self.sender}
+        )
         return wrote_before is not None
 
     # -- what we do with it ----------------------------------------------------------
@@ -321,42 +373,51 @@ class EmailIntake:
     def _record_bounce(self) -> str:
         bounce = self.parsed.bounce
         assert bounce is not None
-        ours = []
+        ours: list[int] = []
         if bounce.original_message_ids:
             # Only what already left can bounce; a report naming a row still queued or
             # being sent (a forgery, or a mix-up) must not stop it from going out.
             ours = list(
-                self.session.scalars(
-                    select(OutboxMessage).where(
+                self.db.scalars(
+                    select(OutboxMessage.id)
+                    .where(
                         OutboxMessage.message_id.in_(bounce.original_message_ids),
                         OutboxMessage.status.in_(("sent", "bounced")),
                     )
+                    .order_by(OutboxMessage.id)
                 )
-            )
-        recipients = ", ".join(bounce.failed_recipients)
-        for sent in ours:
-            if bounce.permanent:
-                sent.status, sent.delivery_status = "bounced", "bounced"
-            else:  # delayed: still in transit somewhere, nothing to undo
-                sent.delivery_status = "delayed"
-            sent.last_error = f"bounce: {bounce.reason}" + (
-                f" ({recipients})" if recipients else ""
             )
         if not ours:
             return f"bounce, not of a message of ours ({bounce.reason})"
-        marked = ", ".join(f"#{o.id}" for o in ours)
+        recipients = ", ".join(bounce.failed_recipients)
+        error = f"bounce: {bounce.reason}" + (f" ({recipients})" if recipients else "")
+        if bounce.permanent:
+            marks = {"status": "bounced", "delivery_status": "bounced"}
+        else:  # delayed: still in transit somewhere, nothing to undo
+            marks = {"delivery_status": "delayed"}
+        self.db.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ours))
+            .values(last_error=error, **marks)
+        )
+        marked = ", ".join(f"#{outbox_id}" for outbox_id in ours)
         return f"bounce of outbox {marked} ({bounce.reason})"
 
     def _reply(self, ticket_id: int, reason: str) -> tuple[int, str]:
-        ticket = self.session.get_one(Ticket, ticket_id)
-        self._add_message(ticket)
-        self._apply(ticket, customer_replied(TicketState(ticket.state)), threaded_by=reason)
-        return ticket.id, f"reply on {format_ref(ticket.id)} ({reason})"
+        state, owner_id = self.db.execute(_TICKET_STATE, {"ticket_id": ticket_id}).one()
+        self._add_message(ticket_id)
+        decision = customer_replied(TicketState(state))
+        self.db.execute(
+            _SET_TICKET_STATE,
+            {"ticket_id": ticket_id, "new_state": decision.state.value, "now": self.now},
+        )
+        self._apply(ticket_id, owner_id, decision, threaded_by=reason)
+        return ticket_id, f"reply on {format_ref(ticket_id)} ({reason})"
 
     def _open(self, related_ticket_id: int | None) -> tuple[int, str]:
-        parsed, settings = self.parsed, self.settings
+        parsed, settings, db = self.parsed, self.settings, self.db
         contact = self._contact()
-        known_models = self.session.scalars(select(Machine.model).distinct()).all()
+        known_models = db.scalars(_KNOWN_MODELS).all()
         fields = extract_intake(
             parsed.subject,
             parsed.visible_text,
@@ -366,67 +427,70 @@ class EmailIntake:
         )
         machine = None
         if fields.serial:
-            machine = self.session.scalars(
-                select(Machine).where(func.lower(Machine.serial) == fields.serial.lower())
-            ).first()
-        customer = contact.customer if contact else None
-        if customer is None and machine is not None:
-            customer = machine.customer
-        language = customer_language(
-            contact.language if contact else None,
-            f"{parsed.subject}\n{parsed.visible_text}",
-            settings.language,
-        )
-        ticket = Ticket(
-            state=TicketState.NEW.value,
-            channel="email",
-            subject=parsed.subject[:500],
-            requester_name=fields.requester_name or (contact.name if contact else None),
-            identity=fields.department,
-            company=fields.company or (customer.name if customer else None),
-            contact_email=self.sender,
-            contact_phone=fields.phone or (contact.phone if contact else None),
-            problem=fields.problem,
-            request=fields.request,
-            machine_model=(machine.model if machine else None) or fields.machine_model,
-            serial=fields.serial,
-            fault_type=fields.fault_type,
-            language=language,
-            customer_id=customer.id if customer else None,
-            contact_id=contact.id if contact else None,
-            machine_id=machine.id if machine else None,
-            related_ticket_id=related_ticket_id,
-            created_at=self.now,
-            updated_at=self.now,
-        )
-        self.session.add(ticket)
-        self.session.flush()
-        self._add_message(ticket)
+            machine = db.execute(_MACHINE_BY_SERIAL, {"serial": fields.serial.lower()}).first()
+        customer_id = contact.customer_id if contact else None
+        if customer_id is None and machine is not None:
+            customer_id = machine.customer_id
+        company = fields.company
+        if not company and customer_id is not None:
+            company = db.scalar(_CUSTOMER_NAME, {"customer_id": customer_id})
+        ticket = {
+            "state": TicketState.NEW.value,
+            "channel": "email",
+            "subject": parsed.subject[:500],
+            "requester_name": fields.requester_name or (contact.name if contact else None),
+            "identity": fields.department,
+            "company": company,
+            "contact_email": self.sender,
+            "contact_phone": fields.phone or (contact.phone if contact else None),
+            "problem": fields.problem,
+            "request": fields.request,
+            "machine_model": (machine.model if machine else None) or fields.machine_model,
+            "serial": fields.serial,
+            "fault_type": fields.fault_type,
+            "language": customer_language(
+                contact.language if contact else None,
+                f"{parsed.subject}\n{parsed.visible_text}",
+                settings.language,
+            ),
+            "customer_id": customer_id,
+            "contact_id": contact.id if contact else None,
+            "machine_id": machine.id if machine else None,
+            "related_ticket_id": related_ticket_id,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+        ticket_id = db.execute(_INSERT_TICKET, ticket).scalar_one()
+        self._add_message(ticket_id)
         refusal = acknowledgement_refusal(
             self.sender,
             settings.smtp.domains,
-            automatic_replies_last_hour(self.session, self.sender, self.now) if self.sender else 0,
+            automatic_replies_last_hour(db, self.sender, self.now) if self.sender else 0,
             settings.email.auto_replies_per_sender_per_hour,
         )
-        acknowledgement = None if refusal else self._acknowledgement(ticket)
+        acknowledgement = None if refusal else self._acknowledgement(ticket_id, ticket)
         decision = open_ticket(self.now, self.services.calendar(), settings.policy, acknowledgement)
+        assert decision.state is TicketState.NEW  # the state the ticket was written with
         detail: dict[str, Any] = {}
         if refusal:
             detail["no_acknowledgement"] = refusal
         if related_ticket_id:
             detail["related_ref"] = format_ref(related_ticket_id)
-        self._apply(ticket, decision, **detail)
-        result = f"ticket {format_ref(ticket.id)} opened"
+        self._apply(ticket_id, None, decision, **detail)
+        result = f"ticket {format_ref(ticket_id)} opened"
         if related_ticket_id:
             result += f", linked to {format_ref(related_ticket_id)}"
         if refusal:
             result += f"; no acknowledgement: {refusal}"
-        return ticket.id, result
+        return ticket_id, result
 
-    def _apply(self, ticket: Ticket, decision: Decision, **detail: Any) -> None:
-        apply_decision(
-            self.session,
-            ticket,
+    def _apply(
+        self, ticket_id: int, owner_id: int | None, decision: Decision, **detail: Any
+    ) -> None:
+        record_decision(
+            self.db,
+            ticket_id,
+            owner_id,
             decision,
             self.now,
             actor=self.sender or "unknown sender",
@@ -435,45 +499,51 @@ class EmailIntake:
             detail={"inbound_id": self.row.id, **detail},
         )
 
-    def _contact(self) -> Contact | None:
+    def _contact(self) -> _Contact | None:
         """The sender in the customer file, filed as a new contact if unknown."""
         if not self.sender:
             return None
-        contact = self.session.scalars(select(Contact).where(Contact.email == self.sender)).first()
-        if contact is None:
-            contact = Contact(email=self.sender, name=self.parsed.from_name, created_at=self.now)
-            self.session.add(contact)
-            self.session.flush()
-        return contact
+        found = self.db.execute(_CONTACT_BY_EMAIL, {"email": self.sender}).first()
+        if found is not None:
+            return _Contact(*found)
+        new = {"email": self.sender, "name": self.parsed.from_name, "created_at": self.now}
+        ((contact_id, _created),) = insert_many_or_get(self.db, Contact, "email", [new])
+        return _Contact(contact_id, None, self.parsed.from_name, None, None)
 
-    def _add_message(self, ticket: Ticket) -> Message:
+    def _add_message(self, ticket_id: int) -> None:
         parsed = self.parsed
-        message = Message(
-            ticket_id=ticket.id,
-            direction="in",
-            channel="email",
-            sender=self.sender or parseaddr(self.row.envelope_from or "")[1] or "unknown",
-            subject=parsed.subject[:500],
-            body=parsed.visible_text,
-            full_text=parsed.text,
-            message_id=parsed.message_id,
-            inbound_id=self.row.id,
-            created_at=self.now,
-        )
-        message.attachments = [
-            Attachment(
-                filename=a.filename[:500],
-                content_type=a.content_type[:200],
-                size=a.size,
-                sha256=a.sha256,
-                content=a.content,
+        message_id = self.db.execute(
+            _INSERT_MESSAGE,
+            {
+                "ticket_id": ticket_id,
+                "direction": "in",
+                "channel": "email",
+                "sender": self.sender or parseaddr(self.row.envelope_from or "")[1] or "unknown",
+                "subject": parsed.subject[:500],
+                "body": parsed.visible_text,
+                "full_text": parsed.text,
+                "message_id": parsed.message_id,
+                "inbound_id": self.row.id,
+                "created_at": self.now,
+            },
+        ).scalar_one()
+        if parsed.attachments:
+            self.db.execute(
+                _INSERT_ATTACHMENT,
+                [
+                    {
+                        "message_id": message_id,
+                        "filename": a.filename[:500],
+                        "content_type": a.content_type[:200],
+                        "size": a.size,
+                        "sha256": a.sha256,
+                        "content": a.content,
+                    }
+                    for a in parsed.attachments
+                ],
             )
-            for a in parsed.attachments
-        ]
-        self.session.add(message)
-        return message
 
-    def _acknowledgement(self, ticket: Ticket) -> Notification:
+    def _acknowledgement(self, ticket_id: int, ticket: dict[str, Any]) -> Notification:
         assert self.sender is not None
         base = parseaddr(self.settings.email.from_)[1]
         return Notification(
@@ -481,25 +551,25 @@ class EmailIntake:
             template=ACK_TEMPLATE,
             channel="email",
             recipient=self.sender,
-            language=ticket.language,
+            language=ticket["language"],
             context={
-                "ref": format_ref(ticket.id),
-                "subject": tag_subject(_reply_subject(ticket.subject), ticket.id),
-                "requester_name": ticket.requester_name or "",
-                "problem": ticket.problem[:500],
+                "ref": format_ref(ticket_id),
+                "subject": tag_subject(_reply_subject(ticket["subject"]), ticket_id),
+                "requester_name": ticket["requester_name"] or "",
+                "problem": ticket["problem"][:500],
                 "reply_to": reply_address(
-                    self.services.reply_key(), base, ticket.id, self.sender, "customer"
+                    self.services.reply_key(), base, ticket_id, self.sender, "customer"
                 ),
             },
         )
 
-    def _addressing(self, ticket: Ticket, note: Notification) -> dict[str, Any]:
+    def _addressing(self, ticket_id: int, note: Notification) -> dict[str, Any]:
         domain = parseaddr(self.settings.email.from_)[1].rpartition("@")[2] or "localhost"
         references = [*self.parsed.references]
         if self.parsed.message_id:
             references.append(self.parsed.message_id)
         return {
-            "message_id": outbound_message_id(f"ticket:{ticket.id}:{note.key}", domain),
+            "message_id": outbound_message_id(f"ticket:{ticket_id}:{note.key}", domain),
             "reply_to_message_id": self.parsed.message_id,
             "references": references[-20:],
         }

@@ -15,6 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway.bootstrap import Services
+from gateway.inbound import InboundRow
 from parsers.intake import extract_intake
 from parsers.phones import normalize_phone
 from parsers.refs import format_ref
@@ -44,7 +45,6 @@ from storage.models import (
     Contact,
     Deadline,
     Event,
-    InboundMessage,
     Message,
     SmsConsent,
     Staff,
@@ -152,7 +152,7 @@ class SmsIntake:
     """One stored SMS, inside the caller's transaction."""
 
     def __init__(
-        self, services: Services, session: Session, row: InboundMessage, now: datetime
+        self, services: Services, session: Session, row: InboundRow, now: datetime
     ) -> None:
         self.services, self.session, self.row, self.now = services, session, row, now
         self.form = dict(parse_qsl(row.raw.decode("utf-8", "replace"), keep_blank_values=True))
@@ -333,8 +333,12 @@ class SmsIntake:
                 select(CheckInRow).where(CheckInRow.id.in_(ack.checkin_ids))
             ):
                 row.acknowledged_at, row.acknowledged_by_id = ack.at, ack.by_id
+            self.session.flush()
             meet_deadlines(
-                self.session, Deadline.checkin_id.in_(ack.checkin_ids), ack.stops, self.now
+                self.session.connection(),
+                Deadline.checkin_id.in_(ack.checkin_ids),
+                ack.stops,
+                self.now,
             )
 
     def _write_checkin(self, result: CommandResult) -> None:
@@ -357,7 +361,9 @@ class SmsIntake:
         row.relayed_at = write.relayed_at
         row.acknowledged_at, row.acknowledged_by_id = None, None
         self.session.flush()
-        meet_deadlines(self.session, Deadline.trip_id == write.trip_id, write.meets, self.now)
+        meet_deadlines(
+            self.session.connection(), Deadline.trip_id == write.trip_id, write.meets, self.now
+        )
         if write.reply_clock is not None:
             self.session.add(
                 new_deadline(
@@ -428,7 +434,7 @@ class SmsIntake:
         refusal = acknowledgement_refusal(
             self.phone,
             (),
-            automatic_replies_last_hour(self.session, self.phone, self.now),
+            automatic_replies_last_hour(self.session.connection(), self.phone, self.now),
             settings.email.auto_replies_per_sender_per_hour,
         )
         ack = None
@@ -507,7 +513,7 @@ class SmsIntake:
         if note is None:
             return
         enqueue(
-            self.session,
+            self.session.connection(),
             key=note.key,
             channel=note.channel,
             to=note.recipient,

@@ -34,7 +34,7 @@ def _alert(
         log.error("no notifier.operations_email to alert: %s", context)
         return None
     row_id, created = enqueue(
-        session,
+        session.connection(),
         key=key,
         channel="email",
         to=address,

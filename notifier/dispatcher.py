@@ -422,7 +422,7 @@ class Dispatcher:
 
         def write(session: Session, now: datetime) -> None:
             enqueue(
-                session,
+                session.connection(),
                 key=key,
                 channel="email",
                 to=address,

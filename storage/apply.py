@@ -1,7 +1,8 @@
 """Applying a workflow decision to a ticket: state, deadlines, outbox rows, audit event.
 
-Called inside the caller's unit of work, so everything a decision implies commits
-together or not at all.
+Called inside the caller's transaction, so everything a decision implies commits
+together or not at all. The rows are written with Core statements on the transaction's
+connection: the email intake, which writes most of them, holds no ORM objects at all.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Connection, insert, update
 from sqlalchemy.orm import Session
 
 from storage.models import Deadline, Event, Ticket
@@ -18,33 +19,53 @@ from storage.outbox import enqueue
 from workflow.tickets import Decision, Notification, StartDeadline
 
 # Builds the outbox fields a notification needs beyond the decision itself (Message-ID,
-# threading headers, reply address); the gateway knows the domain and the token key.
-Addressing = Callable[[Ticket, Notification], dict[str, Any]]
+# threading headers, reply address) from the ticket's id; the gateway knows the domain
+# and the token key.
+Addressing = Callable[[int, Notification], dict[str, Any]]
+
+_INSERT_DEADLINE = insert(Deadline)  # built once: every new ticket writes both
+_INSERT_EVENT = insert(Event)
 
 
 def meet_deadlines(
-    session: Session, which: ColumnElement[bool], kinds: Iterable[str], now: datetime
+    connection: Connection, which: ColumnElement[bool], kinds: Iterable[str], now: datetime
 ) -> None:
-    """Marks the open deadlines ``which`` selects, of ``kinds``, as met at ``now``."""
-    open_rows = select(Deadline).where(
-        which, Deadline.state == "open", Deadline.kind.in_([str(kind) for kind in kinds])
+    """Marks the open deadlines ``which`` selects, of ``kinds``, as met at ``now``.
+
+    One UPDATE on the connection: a session holding deadlines not yet written must be
+    flushed first.
+    """
+    wanted = [str(kind) for kind in kinds]
+    if not wanted:
+        return
+    connection.execute(
+        update(Deadline)
+        .where(which, Deadline.state == "open", Deadline.kind.in_(wanted))
+        .values(state="met", closed_at=now, next_stage_at=None)
     )
-    for deadline in session.scalars(open_rows):
-        deadline.state, deadline.closed_at, deadline.next_stage_at = "met", now, None
+
+
+def deadline_row(start: StartDeadline, **links: int | None) -> dict[str, Any]:
+    """The row of a clock the workflow starts; ``links`` name its ticket, trip, check-in
+    and owner. The tick first looks at it when the owner is to be warned."""
+    return {
+        "kind": start.kind.value,
+        "started_at": start.started_at,
+        "due_at": start.due_at,
+        "next_stage_at": start.warn_at,
+        "state": "open",
+        "stages_done": 0,
+        "ticket_id": None,
+        "trip_id": None,
+        "checkin_id": None,
+        "owner_id": None,
+        **links,
+    }
 
 
 def new_deadline(start: StartDeadline, **links: int | None) -> Deadline:
-    """The row of a clock the workflow starts; ``links`` name its ticket, trip, check-in
-    and owner. The tick first looks at it when the owner is to be warned."""
-    return Deadline(
-        kind=start.kind.value,
-        started_at=start.started_at,
-        due_at=start.due_at,
-        next_stage_at=start.warn_at,
-        state="open",
-        stages_done=0,
-        **links,
-    )
+    """``deadline_row`` as an ORM object, for a session that adds it."""
+    return Deadline(**deadline_row(start, **links))
 
 
 def apply_decision(
@@ -58,40 +79,70 @@ def apply_decision(
     addressing: Addressing | None = None,
     detail: dict[str, Any] | None = None,
 ) -> list[int]:
-    """Writes the decision; returns the ids of outbox rows it created."""
+    """``record_decision`` for a ticket the session holds; returns new outbox row ids."""
     ticket.state = decision.state.value
     ticket.updated_at = now
-    session.flush()  # the ticket needs its id for the rows below
-    if decision.stop:
-        meet_deadlines(session, Deadline.ticket_id == ticket.id, decision.stop, now)
-    for start in decision.start:
-        session.add(new_deadline(start, ticket_id=ticket.id, owner_id=ticket.owner_id))
+    session.flush()  # the ticket needs its id, and its deadlines must be in the table
+    return record_decision(
+        session.connection(),
+        ticket.id,
+        ticket.owner_id,
+        decision,
+        now,
+        actor=actor,
+        via=via,
+        addressing=addressing,
+        detail=detail,
+    )
+
+
+def record_decision(
+    connection: Connection,
+    ticket_id: int,
+    owner_id: int | None,
+    decision: Decision,
+    now: datetime,
+    *,
+    actor: str,
+    via: str,
+    addressing: Addressing | None = None,
+    detail: dict[str, Any] | None = None,
+) -> list[int]:
+    """Writes what a decision implies besides the ticket's own state: deadlines met and
+    started, outbox rows, the audit event. Returns the ids of outbox rows it created."""
+    meet_deadlines(connection, Deadline.ticket_id == ticket_id, decision.stop, now)
+    if decision.start:
+        connection.execute(
+            _INSERT_DEADLINE,
+            [deadline_row(s, ticket_id=ticket_id, owner_id=owner_id) for s in decision.start],
+        )
     created = []
     for note in decision.notify:
-        extra = addressing(ticket, note) if addressing else {}
+        extra = addressing(ticket_id, note) if addressing else {}
         outbox_id, is_new = enqueue(
-            session,
-            key=f"ticket:{ticket.id}:{note.key}",
+            connection,
+            key=f"ticket:{ticket_id}:{note.key}",
             channel=note.channel,
             to=note.recipient,
             template=note.template,
             language=note.language,
             context=dict(note.context),
             now=now,
-            ticket_id=ticket.id,
+            ticket_id=ticket_id,
             auto_submitted=note.auto_submitted,
             **extra,
         )
         if is_new:
             created.append(outbox_id)
-    session.add(
-        Event(
-            at=now,
-            ticket_id=ticket.id,
-            kind=decision.event,
-            actor=actor,
-            via=via,
-            detail={"state": decision.state.value, **(detail or {})},
-        )
+    connection.execute(
+        _INSERT_EVENT,
+        {
+            "at": now,
+            "ticket_id": ticket_id,
+            "kind": decision.event,
+            "actor": actor,
+            "via": via,
+            "detail": {"state": decision.state.value, **(detail or {})},
+        },
     )
     return created

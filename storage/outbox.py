@@ -7,10 +7,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, func, select
 
-from storage.inserts import insert_or_get
+from storage.inserts import insert_many_or_get
 from storage.models import OutboxMessage
 
 
@@ -28,7 +27,7 @@ def outbound_message_id(idempotency_key: str, domain: str) -> str:
 
 
 def enqueue(
-    session: Session,
+    connection: Connection,
     *,
     key: str,
     channel: str,
@@ -44,38 +43,42 @@ def enqueue(
     auto_submitted: bool = True,
 ) -> tuple[int, bool]:
     """Queues a message; the same key again is a no-op. Returns (row id, created)."""
-    return insert_or_get(
-        session,
+    return insert_many_or_get(
+        connection,
         OutboxMessage,
         "idempotency_key",
-        {
-            "idempotency_key": key,
-            "channel": channel,
-            "to_address": to,
-            "template": template,
-            "language": language,
-            "context": dict(context),
-            "ticket_id": ticket_id,
-            "message_id": message_id,
-            "reply_to_message_id": reply_to_message_id,
-            "references": list(references),
-            "auto_submitted": auto_submitted,
-            "status": "queued",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        },
-    )
+        [
+            {
+                "idempotency_key": key,
+                "channel": channel,
+                "to_address": to,
+                "template": template,
+                "language": language,
+                "context": dict(context),
+                "ticket_id": ticket_id,
+                "message_id": message_id,
+                "reply_to_message_id": reply_to_message_id,
+                "references": list(references),
+                "auto_submitted": auto_submitted,
+                "status": "queued",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            },
+        ],
+    )[0]
 
 
-def automatic_replies_last_hour(session: Session, address: str, now: datetime) -> int:
+_AUTOMATIC_SINCE = select(func.count(OutboxMessage.id)).where(
+    OutboxMessage.to_address == bindparam("address"),
+    OutboxMessage.auto_submitted.is_(True),
+    OutboxMessage.created_at > bindparam("since"),
+)
+
+
+def automatic_replies_last_hour(connection: Connection, address: str, now: datetime) -> int:
     """How many automatic messages went to ``address`` in the hour before ``now`` (the
     per-sender limit on acknowledgements, RFC 3834 §2)."""
-    count = session.scalar(
-        select(func.count(OutboxMessage.id)).where(
-            OutboxMessage.to_address == address,
-            OutboxMessage.auto_submitted.is_(True),
-            OutboxMessage.created_at > now - timedelta(hours=1),
-        )
-    )
+    since = now - timedelta(hours=1)
+    count = connection.scalar(_AUTOMATIC_SINCE, {"address": address, "since": since})
     return count or 0

@@ -26,7 +26,7 @@ def _setup(db_url: str, tmp_path: Path) -> Path:
     with unit_of_work(services.sessions) as session:
         for key, to in (("one", "a@example.com"), ("two", "b@example.com")):
             enqueue(
-                session, key=key, channel="email", to=to, template="ticket_ack",
+                session.connection(), key=key, channel="email", to=to, template="ticket_ack",
                 language="en", context=CONTEXT, now=FIXED_NOW,
             )  # fmt: skip
         session.execute(update(OutboxMessage).where(OutboxMessage.id == 2).values(status="dead"))

@@ -64,7 +64,7 @@ def queue(services: Services, count: int, now: datetime = FIXED_NOW) -> None:
     with unit_of_work(services.sessions) as session:
         for i in range(count):
             enqueue(
-                session, key=f"bulk:{i}", channel="email", to=f"c{i}@example.com",
+                session.connection(), key=f"bulk:{i}", channel="email", to=f"c{i}@example.com",
                 template="ticket_ack", language="en", context=CONTEXT, now=now,
             )  # fmt: skip
         session.commit()
@@ -82,11 +82,11 @@ def test_the_same_key_again_is_a_no_op_not_a_second_row(db_url: str) -> None:
     services = make_services(db_url)
     with unit_of_work(services.sessions) as session:
         first = enqueue(
-            session, key="ticket:1:ack", channel="email", to="a@example.com",
+            session.connection(), key="ticket:1:ack", channel="email", to="a@example.com",
             template="ticket_ack", language="en", context=CONTEXT, now=FIXED_NOW,
         )  # fmt: skip
         again = enqueue(
-            session, key="ticket:1:ack", channel="email", to="other@example.com",
+            session.connection(), key="ticket:1:ack", channel="email", to="other@example.com",
             template="ticket_ack", language="en", context={}, now=FIXED_NOW,
         )  # fmt: skip
         session.commit()

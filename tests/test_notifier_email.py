@@ -98,7 +98,7 @@ def queue_mail(
     }
     with unit_of_work(services.sessions) as session:
         row_id, _ = enqueue(
-            session,
+            session.connection(),
             key=key,
             channel="email",
             to=to,

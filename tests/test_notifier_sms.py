@@ -74,7 +74,7 @@ def queue_sms(
     context = {"ref": "SL-000042", "subject": "", "requester_name": "", "problem": "", **ctx}
     with unit_of_work(services.sessions) as session:
         row_id, _ = enqueue(
-            session, key=key or f"sms:{to}", channel="sms", to=to, template=template,
+            session.connection(), key=key or f"sms:{to}", channel="sms", to=to, template=template,
             language="zh-CN", context=context, now=services.clock(),
         )  # fmt: skip
         session.commit()
