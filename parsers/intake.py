@@ -143,6 +143,9 @@ def _labelled_values(
     lines = folded.splitlines(keepends=True)
     offset = 0
     for index, line in enumerate(lines):
+        if ":" not in line:  # every label ends with one (full-width ones are folded)
+            offset += len(line)
+            continue
         matches = list(_LABEL_RE.finditer(line))
         for position, match in enumerate(matches):
             field = _FIELD_OF_LABEL[_label_key(match.group(1))]
