@@ -12,7 +12,7 @@ from email.policy import compat32
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from storage.inserts import insert_many_or_get
 from storage.models import InboundMessage
@@ -158,25 +158,27 @@ class InboundRow:
 
 
 _CLAIM = (
-    update(InboundMessage)
-    .where(InboundMessage.id == bindparam("inbound_id"), InboundMessage.state.in_(PROCESSABLE))
-    .values(attempts=InboundMessage.attempts + 1)
-    .returning(
+    select(
         InboundMessage.id,
         InboundMessage.channel,
         InboundMessage.raw,
         InboundMessage.envelope_from,
         InboundMessage.envelope_to,
     )
+    .where(InboundMessage.id == bindparam("inbound_id"), InboundMessage.state.in_(PROCESSABLE))
+    .with_for_update()
 )
 _STATE = select(InboundMessage.state).where(InboundMessage.id == bindparam("inbound_id"))
 
 
 def claim_inbound(connection: Connection, inbound_id: int) -> InboundRow | str:
-    """Takes a stored row for processing; else says what state keeps it from it.
+    """Takes a stored row for processing, inside the caller's write transaction; else
+    says what state keeps it from it.
 
-    The claiming UPDATE locks the row (PostgreSQL) or the database (SQLite's BEGIN
-    IMMEDIATE) until commit, so two workers never process the same message.
+    The row stays ours until commit: ``FOR UPDATE`` locks it on PostgreSQL (a second
+    worker waits, then finds it processed), and SQLite's BEGIN IMMEDIATE holds the whole
+    database. Not an UPDATE: SQLite rewrites a whole record, raw bytes and all, for any
+    change, and the row is updated once anyway when processing ends.
     """
     claimed = connection.execute(_CLAIM, {"inbound_id": inbound_id}).first()
     if claimed is None:

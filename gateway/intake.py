@@ -75,7 +75,11 @@ _MARK_PROCESSED = (
     update(InboundMessage)
     .where(InboundMessage.id == bindparam("inbound_id"))
     .values(
-        state="processed", result=bindparam("outcome"), error=None, processed_at=bindparam("now")
+        state="processed",
+        result=bindparam("outcome"),
+        error=None,
+        processed_at=bindparam("now"),
+        attempts=InboundMessage.attempts + 1,
     )
 )
 _SAME_MESSAGE = (

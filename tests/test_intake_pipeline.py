@@ -208,11 +208,13 @@ def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) 
     assert outcome.result.startswith("failed: RuntimeError")
     row = one(services, InboundMessage)
     assert row.state == "failed" and "intake field extraction exploded" in row.error
+    assert row.attempts == 1
     assert count(services, Ticket) == 0 and count(services, OutboxMessage) == 0
     monkeypatch.undo()
     replayed = process_inbound(services, row.id)
     assert replayed.result == f"ticket {format_ref(1)} opened"
-    assert one(services, InboundMessage).state == "processed"
+    row = one(services, InboundMessage)
+    assert (row.state, row.attempts) == ("processed", 2)
 
 
 def test_a_failing_message_in_a_batch_is_quarantined_alone(services: Services, monkeypatch) -> None:
