@@ -196,22 +196,24 @@ def _find_model(
 
 
 def _keyword_count(keyword: str, text: str) -> int:
-    pattern = _keyword_pattern(keyword)
-    if isinstance(pattern, str):
-        return text.count(pattern) if pattern else 0
-    return len(pattern.findall(text))
+    needle, pattern = _keyword_matcher(keyword)
+    if not needle or needle not in text:  # most keywords, most messages: no regex run
+        return 0
+    return text.count(needle) if pattern is None else len(pattern.findall(text))
 
 
 @functools.lru_cache(maxsize=4096)
-def _keyword_pattern(keyword: str) -> re.Pattern[str] | str:
-    """A keyword as it is searched: Chinese as a plain substring, else a pattern (the
-    taxonomy is fixed for a run, so each is built once)."""
+def _keyword_matcher(keyword: str) -> tuple[str, re.Pattern[str] | None]:
+    """How a keyword is searched: a substring every occurrence contains, and for ASCII
+    keywords the word-bounded pattern (Chinese is counted as the substring itself). The
+    taxonomy is fixed for a run, so each is built once."""
     keyword = keyword.translate(_FOLD).lower().strip()
     if not keyword or not keyword.isascii():
-        return keyword
-    body = r"\s+".join(map(re.escape, keyword.split()))
+        return keyword, None
+    words = keyword.split()
+    body = r"\s+".join(map(re.escape, words))
     # Whole words only ("ink" is not in "printing"); a plural "s" still counts.
-    return re.compile(rf"(?<![a-z0-9]){body}(?:e?s)?(?![a-z0-9])")
+    return words[0], re.compile(rf"(?<![a-z0-9]){body}(?:e?s)?(?![a-z0-9])")
 
 
 def classify_fault(text: str, fault_types: Mapping[str, Sequence[str]]) -> str | None:
