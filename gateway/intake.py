@@ -197,7 +197,7 @@ def process_batch(services: Services, inbound_ids: Sequence[int]) -> tuple[list[
 
 def process_pending(
     services: Services,
-    batch_size: int = 8,
+    batch_size: int = 32,
     stopping: Callable[[], bool] = lambda: False,
     before_batch: Callable[[], None] = lambda: None,
 ) -> list[Outcome]:
