@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from gateway.bootstrap import Services
 from gateway.inbound import InboundRow, claim_inbound
+from gateway.parse_ahead import ParseAhead
 from gateway.sms_intake import SmsIntake
 from parsers.intake import extract_intake
 from parsers.mail import ParsedEmail, parse_email
@@ -59,6 +60,14 @@ from workflow.tickets import (
 
 log = logging.getLogger(__name__)
 
+# How a stored email's bytes become a ParsedEmail: here, or by a ParseAhead helper.
+Parse = Callable[[int, bytes], ParsedEmail]
+
+
+def parse_here(_inbound_id: int, raw: bytes) -> ParsedEmail:
+    return parse_email(raw)
+
+
 ACK_TEMPLATE = "ticket_ack"
 MAX_ERROR_CHARS = 4000
 
@@ -70,6 +79,16 @@ _PENDING_IDS = (
     .where(InboundMessage.state == "pending", InboundMessage.id > bindparam("after"))
     .order_by(InboundMessage.id)
     .limit(bindparam("batch_size"))
+)
+_PENDING_EMAIL = (
+    select(InboundMessage.id, InboundMessage.raw)
+    .where(
+        InboundMessage.state == "pending",
+        InboundMessage.id > bindparam("after"),
+        InboundMessage.channel == "email",
+    )
+    .order_by(InboundMessage.id)
+    .limit(bindparam("limit"))
 )
 _MARK_PROCESSED = (
     update(InboundMessage)
@@ -156,7 +175,9 @@ def process_inbound(services: Services, inbound_id: int) -> Outcome:
         return failed
 
 
-def process_batch(services: Services, inbound_ids: Sequence[int]) -> tuple[list[Outcome], int]:
+def process_batch(
+    services: Services, inbound_ids: Sequence[int], parse: Parse = parse_here
+) -> tuple[list[Outcome], int]:
     """Processes rows in one transaction, in order: one commit (one fsync on SQLite) for
     the batch instead of one per message.
 
@@ -174,7 +195,8 @@ def process_batch(services: Services, inbound_ids: Sequence[int]) -> tuple[list[
             outcomes, done_through = [], 0
             for inbound_id in inbound_ids:
                 with suppress(NotProcessable):  # nothing was written for it
-                    outcomes.append(_process_in_transaction(services, session, inbound_id))
+                    outcome = _process_in_transaction(services, session, inbound_id, parse)
+                    outcomes.append(outcome)
                 done_through = inbound_id
                 if writers_waiting(services.engine):
                     break
@@ -200,18 +222,25 @@ def process_pending(
     batch_size: int = 32,
     stopping: Callable[[], bool] = lambda: False,
     before_batch: Callable[[], None] = lambda: None,
+    ahead: ParseAhead | None = None,
 ) -> list[Outcome]:
     """Processes every row stored but not yet processed, batch by batch, until none is
-    left or ``stopping()`` says so; ``before_batch`` may hold a batch back."""
+    left or ``stopping()`` says so; ``before_batch`` may hold a batch back. ``ahead``
+    parses the mail of the next batch while this one is written."""
     outcomes: list[Outcome] = []
     after = 0
     while not stopping():
         before_batch()
         with unit_of_work(services.sessions) as session:
             ids = session.scalars(_PENDING_IDS, {"after": after, "batch_size": batch_size}).all()
+            if ahead is not None and ids:
+                window = {"after": after, "limit": 2 * batch_size}
+                ahead.submit((r.id, r.raw) for r in session.execute(_PENDING_EMAIL, window))
         if not ids:
             return outcomes
-        done, after = process_batch(services, ids)
+        done, after = process_batch(services, ids, ahead.parsed if ahead else parse_here)
+        if ahead is not None:
+            ahead.forget_through(after)
         outcomes.extend(done)
     return outcomes
 
@@ -234,7 +263,9 @@ def _mark_failed(session: Session, inbound_id: int, exc: BaseException, now: dat
     return Outcome(inbound_id, f"failed: {type(exc).__name__}: {exc}")
 
 
-def _process_in_transaction(services: Services, session: Session, inbound_id: int) -> Outcome:
+def _process_in_transaction(
+    services: Services, session: Session, inbound_id: int, parse: Parse = parse_here
+) -> Outcome:
     session.flush()  # what an earlier message of the batch left in the session, for our reads
     db = session.connection()
     row = claim_inbound(db, inbound_id)
@@ -245,7 +276,7 @@ def _process_in_transaction(services: Services, session: Session, inbound_id: in
         ticket_id, result = SmsIntake(services, session, row, now).run()
         session.flush()
     else:
-        ticket_id, result = EmailIntake(services, db, row, parse_email(row.raw), now).run()
+        ticket_id, result = EmailIntake(services, db, row, parse(row.id, row.raw), now).run()
     db.execute(_MARK_PROCESSED, {"inbound_id": inbound_id, "outcome": result, "now": now})
     return Outcome(inbound_id, result, ticket_id)
 

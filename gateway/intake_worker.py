@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
 from gateway.intake import process_pending
+from gateway.parse_ahead import ParseAhead
 from gateway.shared_signals import Arrivals
 from storage.models import InboundMessage
 from storage.uow import unit_of_work
@@ -51,9 +52,11 @@ class IntakeWorker:
         wake_flag: Flag | None = None,
         stop_flag: Flag | None = None,
         arrivals: Arrivals | None = None,
+        parse_ahead: bool = False,
     ) -> None:
         self.services = services
         self.arrivals = arrivals
+        self.ahead = ParseAhead() if parse_ahead else None
         self.wake_flag: Flag = wake_flag or threading.Event()
         self.stop_flag: Flag = stop_flag or threading.Event()
         self.working = threading.Event()
@@ -76,6 +79,7 @@ class IntakeWorker:
                     self.services,
                     stopping=self.stop_flag.is_set,
                     before_batch=self._let_arrivals_in,
+                    ahead=self.ahead,
                 )
             except Exception:  # the database may be away; rows stay pending, try again later
                 log.exception("intake pass failed; retrying in %.0f s", POLL_SECONDS)
@@ -115,3 +119,5 @@ class IntakeWorker:
         self.stop_flag.set()
         self.wake_flag.set()
         self.thread.join(timeout=60)
+        if self.ahead is not None:
+            self.ahead.close()

@@ -11,6 +11,7 @@ import gateway.intake
 from gateway.bootstrap import Services
 from gateway.inbound import store_email
 from gateway.intake import NotProcessable, Outcome, process_inbound, process_pending
+from gateway.parse_ahead import ParseAhead
 from parsers.refs import format_ref
 from storage.models import Contact, Deadline, Event, InboundMessage, OutboxMessage, Ticket
 from storage.uow import unit_of_work
@@ -272,3 +273,41 @@ def test_two_workers_racing_on_one_message_id_open_one_ticket(postgres_url: str)
     assert count(services, Ticket) == 1
     assert sorted(r.split(" ")[0] for r in results) == ["duplicate", "ticket"]
     services.close()
+
+
+def test_parse_ahead_hands_over_what_its_thread_parsed_and_parses_the_rest_here() -> None:
+    ahead = ParseAhead()
+    try:
+        ahead.submit([(1, customer_mail(subject="parsed ahead"))])
+        ahead.futures[1].result(timeout=10)  # done in the helper thread
+        # The worker passes the row's bytes; the helper's parse of row 1 is what it gets.
+        assert ahead.parsed(1, customer_mail(subject="other bytes")).subject == "parsed ahead"
+        assert ahead.parsed(2, customer_mail(subject="never submitted")).subject == (
+            "never submitted"
+        )
+        ahead.submit([(3, customer_mail()), (4, customer_mail())])
+        ahead.forget_through(3)
+        assert list(ahead.futures) == [4]
+    finally:
+        ahead.close()
+
+
+def test_a_backlog_processed_with_parse_ahead_opens_the_same_tickets(services: Services) -> None:
+    for i in range(40):
+        store_email(
+            services.engine,
+            customer_mail(f"Printer {i} shows E{i:02d}", subject=f"fault {i}",
+                          sender=f"c{i} <c{i}@example.cn>"),
+            source="test",
+            received_at=FIXED_NOW,
+        )  # fmt: skip
+    ahead = ParseAhead()
+    try:
+        outcomes = process_pending(services, batch_size=8, ahead=ahead)
+    finally:
+        ahead.close()
+    assert [o.result for o in outcomes] == [f"ticket {format_ref(i)} opened" for i in range(1, 41)]
+    with unit_of_work(services.sessions) as session:
+        subjects = session.scalars(select(Ticket.subject).order_by(Ticket.id)).all()
+    assert subjects == [f"fault {i}" for i in range(40)]
+    assert not ahead.futures
