@@ -69,30 +69,15 @@ def new_deadline(start: StartDeadline, **links: int | None) -> Deadline:
 
 
 def apply_decision(
-    session: Session,
-    ticket: Ticket,
-    decision: Decision,
-    now: datetime,
-    *,
-    actor: str,
-    via: str,
-    addressing: Addressing | None = None,
-    detail: dict[str, Any] | None = None,
+    session: Session, ticket: Ticket, decision: Decision, now: datetime, **recording: Any
 ) -> list[int]:
-    """``record_decision`` for a ticket the session holds; returns new outbox row ids."""
+    """``record_decision`` (``recording``: its keywords) for a ticket the session holds,
+    its state set too; returns the ids of outbox rows it created."""
     ticket.state = decision.state.value
     ticket.updated_at = now
     session.flush()  # the ticket needs its id, and its deadlines must be in the table
     return record_decision(
-        session.connection(),
-        ticket.id,
-        ticket.owner_id,
-        decision,
-        now,
-        actor=actor,
-        via=via,
-        addressing=addressing,
-        detail=detail,
+        session.connection(), ticket.id, ticket.owner_id, decision, now, **recording
     )
 
 
