@@ -70,6 +70,7 @@ def parse_here(_inbound_id: int, raw: bytes) -> ParsedEmail:
 
 ACK_TEMPLATE = "ticket_ack"
 MAX_ERROR_CHARS = 4000
+MIN_BATCH = 8
 
 # The statements of every message, built once: building one from ORM attributes costs
 # three times what executing it does (SQLAlchemy caches the compiled form, not the
@@ -176,7 +177,10 @@ def process_inbound(services: Services, inbound_id: int) -> Outcome:
 
 
 def process_batch(
-    services: Services, inbound_ids: Sequence[int], parse: Parse = parse_here
+    services: Services,
+    inbound_ids: Sequence[int],
+    parse: Parse = parse_here,
+    give_way: Callable[[], bool] = lambda: False,
 ) -> tuple[list[Outcome], int]:
     """Processes rows in one transaction, in order: one commit (one fsync on SQLite) for
     the batch instead of one per message.
@@ -185,9 +189,11 @@ def process_batch(
     again one message per transaction, where the failing one is quarantined alone.
     (A savepoint per message would do the same in one pass, at two statements and a
     flush more for every message; failures are rare.) Rows another worker already took
-    are skipped. On SQLite the batch ends early, after the message in hand, when another
-    writer waits for the database (a listener storing what a sender waits for). Returns
-    the outcomes and the last id it went through.
+    are skipped. The batch ends early, after the message in hand, when ``give_way()``
+    says so (messages arriving: the listeners need the processor; not before
+    ``MIN_BATCH`` messages, so intake keeps pace with a steady stream) or, on SQLite, when
+    another writer waits for the database (a listener storing what a sender waits
+    for). Returns the outcomes and the last id it went through.
     """
     services.reply_key()
     try:
@@ -198,7 +204,8 @@ def process_batch(
                     outcome = _process_in_transaction(services, session, inbound_id, parse)
                     outcomes.append(outcome)
                 done_through = inbound_id
-                if writers_waiting(services.engine):
+                taken = len(outcomes) >= MIN_BATCH
+                if (taken and give_way()) or writers_waiting(services.engine):
                     break
             session.commit()
             return outcomes, done_through
@@ -223,9 +230,11 @@ def process_pending(
     stopping: Callable[[], bool] = lambda: False,
     before_batch: Callable[[], None] = lambda: None,
     ahead: ParseAhead | None = None,
+    give_way: Callable[[], bool] = lambda: False,
 ) -> list[Outcome]:
     """Processes every row stored but not yet processed, batch by batch, until none is
-    left or ``stopping()`` says so; ``before_batch`` may hold a batch back. ``ahead``
+    left or ``stopping()`` says so; ``before_batch`` may hold a batch back and
+    ``give_way()`` end one early. ``ahead``
     parses the mail of the next batch while this one is written."""
     outcomes: list[Outcome] = []
     after = 0
@@ -238,7 +247,8 @@ def process_pending(
                 ahead.submit((r.id, r.raw) for r in session.execute(_PENDING_EMAIL, window))
         if not ids:
             return outcomes
-        done, after = process_batch(services, ids, ahead.parsed if ahead else parse_here)
+        parse = ahead.parsed if ahead else parse_here
+        done, after = process_batch(services, ids, parse, give_way)
         if ahead is not None:
             ahead.forget_through(after)
         outcomes.extend(done)

@@ -79,6 +79,7 @@ class IntakeWorker:
                     self.services,
                     stopping=self.stop_flag.is_set,
                     before_batch=self._let_arrivals_in,
+                    give_way=self._arriving,
                     ahead=self.ahead,
                 )
             except Exception:  # the database may be away; rows stay pending, try again later
@@ -92,6 +93,9 @@ class IntakeWorker:
             for outcome in outcomes:
                 log.info("inbound %d: %s", outcome.inbound_id, outcome.result)
             self.wake_flag.wait(POLL_SECONDS)
+
+    def _arriving(self) -> bool:
+        return self.arrivals is not None and not self.arrivals.quiet_for(QUIET_SECONDS)
 
     def _let_arrivals_in(self) -> None:
         if self.arrivals is None:

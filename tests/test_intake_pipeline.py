@@ -10,7 +10,14 @@ from sqlalchemy import func, select
 import gateway.intake
 from gateway.bootstrap import Services
 from gateway.inbound import store_email
-from gateway.intake import NotProcessable, Outcome, process_inbound, process_pending
+from gateway.intake import (
+    MIN_BATCH,
+    NotProcessable,
+    Outcome,
+    process_batch,
+    process_inbound,
+    process_pending,
+)
 from gateway.parse_ahead import ParseAhead
 from parsers.refs import format_ref
 from storage.models import Contact, Deadline, Event, InboundMessage, OutboxMessage, Ticket
@@ -311,3 +318,20 @@ def test_a_backlog_processed_with_parse_ahead_opens_the_same_tickets(services: S
         subjects = session.scalars(select(Ticket.subject).order_by(Ticket.id)).all()
     assert subjects == [f"fault {i}" for i in range(40)]
     assert not ahead.futures
+
+
+def test_a_batch_gives_way_to_arrivals_after_its_minimum(services: Services) -> None:
+    ids = [
+        store_email(
+            services.engine,
+            customer_mail(subject=f"fault {i}", sender=f"c{i} <c{i}@example.cn>"),
+            source="test",
+            received_at=FIXED_NOW,
+        ).inbound_id
+        for i in range(MIN_BATCH + 4)
+    ]
+    outcomes, done_through = process_batch(services, ids, give_way=lambda: True)
+    assert len(outcomes) == MIN_BATCH and done_through == ids[MIN_BATCH - 1]
+    assert count(services, InboundMessage, InboundMessage.state == "pending") == 4
+    outcomes, done_through = process_batch(services, ids[MIN_BATCH:])  # nobody arriving
+    assert len(outcomes) == 4 and done_through == ids[-1]
