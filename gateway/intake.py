@@ -1,7 +1,8 @@
 """The intake pipeline: a stored inbound email becomes a ticket, a reply, or a recorded no-op.
 
-Runs after the raw bytes are committed. One transaction per message: the inbound row's
-state, the ticket, its message, deadlines and outbox rows land together. A message that
+Runs after the raw bytes are committed. A message's inbound row state, ticket, message,
+deadlines and outbox rows land together, in one transaction with the rest of its batch
+(``process_pending``) or on their own (``process_inbound``). A message that
 fails is quarantined (state ``failed`` with the error) and waits for
 ``supportline inbound replay``; it is never dropped and never retried in a loop.
 """
