@@ -44,7 +44,8 @@ class IntakeWorker:
     """``wake_flag`` is set when rows are stored (a ``shared_signals.Wake`` when the
     listeners are another process), ``stop_flag`` to stop after the batch in hand.
     ``arrivals``: the listeners' arrivals; while messages are coming in, storing them
-    (what senders wait for) goes first, and each batch of processing waits a moment."""
+    (what senders wait for) goes first, and each batch of processing waits a moment.
+    ``parse_ahead``: parse the coming batch's mail in a helper thread (``serve`` does)."""
 
     def __init__(
         self,
