@@ -235,8 +235,8 @@ def process_pending(
 ) -> list[Outcome]:
     """Processes every row stored but not yet processed, batch by batch, until none is
     left or ``stopping()`` says so; ``before_batch`` may hold a batch back and
-    ``give_way()`` end one early. ``ahead``
-    parses the mail of the next batch while this one is written."""
+    ``give_way()`` end one early. ``ahead`` parses the mail of the next batch while this
+    one is written."""
     outcomes: list[Outcome] = []
     after = 0
     while not stopping():
@@ -244,8 +244,7 @@ def process_pending(
         with unit_of_work(services.sessions) as session:
             ids = session.scalars(_PENDING_IDS, {"after": after, "batch_size": batch_size}).all()
             if ahead is not None and ids:
-                window = {"after": after, "limit": 2 * batch_size}
-                ahead.submit((r.id, r.raw) for r in session.execute(_PENDING_EMAIL, window))
+                _read_ahead(session, ahead, after, depth=2 * batch_size)
         if not ids:
             return outcomes
         parse = ahead.parsed if ahead else parse_here
@@ -254,6 +253,15 @@ def process_pending(
             ahead.forget_through(after)
         outcomes.extend(done)
     return outcomes
+
+
+def _read_ahead(session: Session, ahead: ParseAhead, after: int, depth: int) -> None:
+    """Hands ``ahead`` the pending email rows it does not have yet, until it holds
+    ``depth`` rows past ``after``: each row's bytes are read for it once."""
+    room = depth - len(ahead.futures)
+    if room > 0:
+        window = {"after": max([after, *ahead.futures]), "limit": room}
+        ahead.submit((r.id, r.raw) for r in session.execute(_PENDING_EMAIL, window))
 
 
 def _mark_failed(session: Session, inbound_id: int, exc: BaseException, now: datetime) -> Outcome:
@@ -277,7 +285,6 @@ def _mark_failed(session: Session, inbound_id: int, exc: BaseException, now: dat
 def _process_in_transaction(
     services: Services, session: Session, inbound_id: int, parse: Parse = parse_here
 ) -> Outcome:
-    session.flush()  # what an earlier message of the batch left in the session, for our reads
     db = session.connection()
     row = claim_inbound(db, inbound_id)
     if isinstance(row, str):
@@ -285,7 +292,7 @@ def _process_in_transaction(
     now = services.clock()
     if row.channel == "sms":
         ticket_id, result = SmsIntake(services, session, row, now).run()
-        session.flush()
+        session.flush()  # the next message of the batch reads with Core statements
     else:
         ticket_id, result = EmailIntake(services, db, row, parse(row.id, row.raw), now).run()
     db.execute(_MARK_PROCESSED, {"inbound_id": inbound_id, "outcome": result, "now": now})
