@@ -20,10 +20,7 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from gateway.bootstrap import LOG_FORMAT, build_services, system_clock
-from gateway.intake_worker import IntakeWorker
 from gateway.shared_signals import Arrivals, Wake
-from notifier.dispatcher import DispatcherThread
 from workflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,6 +120,12 @@ def run_background(
     parent_pid: int,
 ) -> None:
     """The background process: the intake worker and the outbox dispatcher until stopped."""
+    # Imported here, in the background process only: the listeners' process, which
+    # imports this module for BackgroundProcess, never parses mail.
+    from gateway.bootstrap import LOG_FORMAT, build_services, system_clock
+    from gateway.intake_worker import IntakeWorker
+    from notifier.dispatcher import DispatcherThread
+
     stop_flag = threading.Event()
     # Ctrl-C reaches the whole process group; serve decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

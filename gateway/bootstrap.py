@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,10 +19,11 @@ from notifier.transports import build_email_transport, build_renderer, build_sms
 from storage.db import create_db_engine
 from storage.secrets import get_or_create_secret
 from storage.uow import session_factory, unit_of_work
-from workflow.calendar import BusinessCalendar
 from workflow.clock import Clock
-from workflow.policy import business_calendar
 from workflow.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from workflow.calendar import BusinessCalendar
 
 CONFIG_ENV = "SUPPORTLINE_CONFIG"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -66,6 +68,10 @@ class Services:
 
     def calendar(self) -> BusinessCalendar:
         if self._calendar is None:
+            # Imported on first use: the public-holiday tables take 9 MB, and serve's
+            # listener process never reads the calendar.
+            from workflow.policy import business_calendar
+
             self._calendar = business_calendar(self.settings)
         return self._calendar
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 from sqlalchemy import Select, select
@@ -28,18 +28,20 @@ from gateway.bootstrap import (
     read_settings,
     system_clock,
 )
-from gateway.imports import ImportRejected, import_customers, import_staff
 from gateway.inbound import Stored, store_email, store_sms
-from gateway.intake import NotProcessable, process_inbound
 from gateway.views import inbound_summary, outbox_summary, ticket_detail, ticket_summary
 from parsers.refs import parse_ref
-from parsers.roster import RowError, parse_customer_csv, parse_staff_csv
-from storage import migrate
 from storage.models import InboundMessage, Message, OutboxMessage, PhoneFlag, Ticket
 from storage.uow import unit_of_work
 from workflow.clock import fixed_clock, parse_instant
 from workflow.roles import STAFF_ROLES
 from workflow.settings import LANGUAGES, SettingsError
+
+# Migrations (alembic), the intake pipeline (the mail parsers) and the file importers are
+# imported by the commands that use them: `serve`'s listener process runs this module
+# and needs none of them (about 15 MB of its memory).
+if TYPE_CHECKING:
+    from parsers.roster import RowError
 
 
 class Context:
@@ -161,6 +163,8 @@ def db() -> None:
 @pass_context
 def db_upgrade(ctx: Context) -> None:
     """Create or migrate the schema to the newest revision."""
+    from storage import migrate
+
     migrate.upgrade(ctx.services.engine)
     click.echo(f"database at revision {migrate.current_revision(ctx.services.engine)}")
 
@@ -177,6 +181,8 @@ def _import(
     rows_and_errors: tuple[list[Any], list[RowError]],
     apply: Callable[[Session, list[Any], Any], Any],
 ) -> None:
+    from gateway.imports import ImportRejected
+
     rows, errors = rows_and_errors
     if errors:
         _report_rejection(what, errors)
@@ -202,6 +208,9 @@ def staff() -> None:
 @pass_context
 def staff_import(ctx: Context, csv_file: Path) -> None:
     """Import name,role,email,phone,supervisor_email,language,timezone rows."""
+    from gateway.imports import import_staff
+    from parsers.roster import parse_staff_csv
+
     settings = ctx.services.settings
     parsed = parse_staff_csv(
         csv_file.read_bytes(), STAFF_ROLES, LANGUAGES, settings.language, settings.timezone
@@ -219,6 +228,9 @@ def customers() -> None:
 @pass_context
 def customers_import(ctx: Context, csv_file: Path) -> None:
     """Import customer,contact,email,phone,language,model,serial,shipped_on,special rows."""
+    from gateway.imports import import_customers
+    from parsers.roster import parse_customer_csv
+
     parsed = parse_customer_csv(csv_file.read_bytes(), LANGUAGES)
     _import(ctx, f"customer file {csv_file}", parsed, import_customers)
 
@@ -339,6 +351,8 @@ def ingest_sms(ctx: Context, sender: str, body: str, to: str, sid: str) -> None:
 def _process_stored(ctx: Context, stored: Stored) -> str:
     """Processes a row this command stored; a row stored before (or taken meanwhile by a
     running ``serve``) is reported as it stands."""
+    from gateway.intake import NotProcessable, process_inbound
+
     if stored.created:
         try:
             return process_inbound(ctx.services, stored.inbound_id).result
@@ -383,6 +397,8 @@ def _inbound_line(row: dict[str, Any]) -> str:
 @pass_context
 def inbound_replay(ctx: Context, inbound_id: int) -> None:
     """Process a quarantined (or still pending) message again."""
+    from gateway.intake import NotProcessable, process_inbound
+
     try:
         outcome = process_inbound(ctx.services, inbound_id)
     except NotProcessable as exc:
