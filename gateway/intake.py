@@ -72,6 +72,7 @@ def parse_here(_inbound_id: int, raw: bytes) -> ParsedEmail:
 ACK_TEMPLATE = "ticket_ack"
 MAX_ERROR_CHARS = 4000
 MIN_BATCH = 8
+READ_AHEAD_ROWS = 256  # looked at per call; the parse-ahead's byte budget bounds the rest
 
 # The statements of every message, built once: building one from ORM attributes costs
 # three times what executing it does (SQLAlchemy caches the compiled form, not the
@@ -82,15 +83,20 @@ _PENDING_IDS = (
     .order_by(InboundMessage.id)
     .limit(bindparam("batch_size"))
 )
-_PENDING_EMAIL = (
-    select(InboundMessage.id, InboundMessage.raw)
+_PENDING_EMAIL_SIZES = (
+    select(InboundMessage.id, func.length(InboundMessage.raw).label("size"))
     .where(
         InboundMessage.state == "pending",
         InboundMessage.id > bindparam("after"),
         InboundMessage.channel == "email",
     )
     .order_by(InboundMessage.id)
-    .limit(bindparam("limit"))
+    .limit(READ_AHEAD_ROWS)
+)
+_RAW_OF = (
+    select(InboundMessage.id, InboundMessage.raw)
+    .where(InboundMessage.id.in_(bindparam("ids", expanding=True)))
+    .order_by(InboundMessage.id)
 )
 _MARK_PROCESSED = (
     update(InboundMessage)
@@ -229,22 +235,28 @@ def process_pending(
     services: Services,
     batch_size: int = 32,
     stopping: Callable[[], bool] = lambda: False,
-    before_batch: Callable[[], None] = lambda: None,
+    hold: Callable[[Callable[[], None]], None] = lambda _meanwhile: None,
     ahead: ParseAhead | None = None,
     give_way: Callable[[], bool] = lambda: False,
 ) -> list[Outcome]:
     """Processes every row stored but not yet processed, batch by batch, until none is
-    left or ``stopping()`` says so; ``before_batch`` may hold a batch back and
-    ``give_way()`` end one early. ``ahead`` parses the mail of the next batch while this
-    one is written."""
+    left or ``stopping()`` says so. ``hold(meanwhile)`` may hold a batch back, calling
+    ``meanwhile()`` while it waits; ``give_way()`` may end one early. ``ahead`` parses
+    the coming mail while this worker waits or writes."""
     outcomes: list[Outcome] = []
     after = 0
+
+    def parse_coming() -> None:
+        if ahead is not None:
+            with unit_of_work(services.sessions) as session:
+                _read_ahead(session, ahead, after)
+
     while not stopping():
-        before_batch()
+        hold(parse_coming)
         with unit_of_work(services.sessions) as session:
             ids = session.scalars(_PENDING_IDS, {"after": after, "batch_size": batch_size}).all()
             if ahead is not None and ids:
-                _read_ahead(session, ahead, after, depth=2 * batch_size)
+                _read_ahead(session, ahead, after)
         if not ids:
             return outcomes
         parse = ahead.parsed if ahead else parse_here
@@ -255,13 +267,21 @@ def process_pending(
     return outcomes
 
 
-def _read_ahead(session: Session, ahead: ParseAhead, after: int, depth: int) -> None:
-    """Hands ``ahead`` the pending email rows it does not have yet, until it holds
-    ``depth`` rows past ``after``: each row's bytes are read for it once."""
-    room = depth - len(ahead.futures)
-    if room > 0:
-        window = {"after": max([after, *ahead.futures]), "limit": room}
-        ahead.submit((r.id, r.raw) for r in session.execute(_PENDING_EMAIL, window))
+def _read_ahead(session: Session, ahead: ParseAhead, after: int) -> None:
+    """Hands ``ahead`` the pending email rows past ``after`` it does not have yet, in
+    order, as far as its byte budget goes: each row's bytes are read for it once."""
+    room = ahead.room()
+    taken = []
+    window = {"after": max(after, ahead.last_taken())}
+    for row in session.execute(_PENDING_EMAIL_SIZES, window):
+        if row.size > ahead.budget_bytes:
+            continue  # too big to hold ahead: the worker parses it when it gets there
+        if row.size > room:
+            break
+        taken.append(row.id)
+        room -= row.size
+    if taken:
+        ahead.submit(session.execute(_RAW_OF, {"ids": taken}))
 
 
 def _mark_failed(session: Session, inbound_id: int, exc: BaseException, now: datetime) -> Outcome:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from sqlalchemy import func, select
@@ -45,7 +46,7 @@ class IntakeWorker:
     listeners are another process), ``stop_flag`` to stop after the batch in hand.
     ``arrivals``: the listeners' arrivals; while messages are coming in, storing them
     (what senders wait for) goes first, and each batch of processing waits a moment.
-    ``parse_ahead``: parse the coming batch's mail in a helper thread (``serve`` does)."""
+    ``parse_ahead``: parse the coming mail in a helper thread (``serve`` does)."""
 
     def __init__(
         self,
@@ -79,7 +80,7 @@ class IntakeWorker:
                 outcomes = process_pending(
                     self.services,
                     stopping=self.stop_flag.is_set,
-                    before_batch=self._let_arrivals_in,
+                    hold=self._let_arrivals_in,
                     give_way=self._arriving,
                     ahead=self.ahead,
                 )
@@ -98,11 +99,12 @@ class IntakeWorker:
     def _arriving(self) -> bool:
         return self.arrivals is not None and not self.arrivals.quiet_for(QUIET_SECONDS)
 
-    def _let_arrivals_in(self) -> None:
+    def _let_arrivals_in(self, meanwhile: Callable[[], None]) -> None:
         if self.arrivals is None:
             return
         held = 0.0
         while held < MAX_HOLD_SECONDS and not self.arrivals.quiet_for(QUIET_SECONDS):
+            meanwhile()  # parse what has arrived: parsing takes no write lock
             self.stop_flag.wait(QUIET_SECONDS)
             held += QUIET_SECONDS
 

@@ -286,17 +286,52 @@ def test_parse_ahead_hands_over_what_its_thread_parsed_and_parses_the_rest_here(
     ahead = ParseAhead()
     try:
         ahead.submit([(1, customer_mail(subject="parsed ahead"))])
-        ahead.futures[1].result(timeout=10)  # done in the helper thread
+        ahead.futures[1][0].result(timeout=10)  # done in the helper thread
         # The worker passes the row's bytes; the helper's parse of row 1 is what it gets.
         assert ahead.parsed(1, customer_mail(subject="other bytes")).subject == "parsed ahead"
         assert ahead.parsed(2, customer_mail(subject="never submitted")).subject == (
             "never submitted"
         )
-        ahead.submit([(3, customer_mail()), (4, customer_mail())])
+        fourth = customer_mail(subject="fourth")
+        ahead.submit([(3, customer_mail()), (4, fourth)])
         ahead.forget_through(3)
         assert list(ahead.futures) == [4]
+        assert ahead.held_bytes == len(fourth)  # what it holds is counted
     finally:
         ahead.close()
+
+
+def test_while_held_back_the_worker_parses_ahead_within_its_byte_budget(
+    services: Services,
+) -> None:
+    def mail(i: int, padding: int = 0) -> bytes:
+        body = f"Printer {i} shows E{i:02d}\n" + "x" * padding
+        return customer_mail(body, subject=f"fault {i}", sender=f"c{i} <c{i}@example.cn>")
+
+    size = len(mail(0))
+    rows = [mail(0), mail(1, padding=10 * size), mail(2), mail(3), mail(4)]
+    for raw in rows:
+        store_email(services.engine, raw, source="test", received_at=FIXED_NOW)
+    # Room for three ordinary messages; message 2 is larger than the whole budget.
+    ahead = ParseAhead(budget_bytes=3 * size + 10)
+    taken_while_held: list[list[int]] = []
+
+    def hold(meanwhile) -> None:
+        if not taken_while_held:  # the first hold: what is stored is parsed meanwhile
+            meanwhile()
+            taken_while_held.append(sorted(ahead.futures))
+
+    try:
+        outcomes = process_pending(services, batch_size=8, hold=hold, ahead=ahead)
+    finally:
+        ahead.close()
+    # The big message is left for the worker to parse itself; the rest go ahead in
+    # arrival order until the budget is spent.
+    assert taken_while_held == [[1, 3, 4]]
+    assert [o.result for o in outcomes] == [f"ticket {format_ref(i)} opened" for i in range(1, 6)]
+    with unit_of_work(services.sessions) as session:
+        subjects = session.scalars(select(Ticket.subject).order_by(Ticket.id)).all()
+    assert subjects == [f"fault {i}" for i in range(5)]
 
 
 def test_a_backlog_processed_with_parse_ahead_opens_the_same_tickets(services: Services) -> None:
