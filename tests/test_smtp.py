@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 import socket
 import threading
@@ -96,12 +97,23 @@ def test_chinese_gb2312_mail_is_stored_byte_for_byte(smtp: RunningServer) -> Non
         assert ticket.machine_model == "XP-3000" and "不开机" in ticket.problem
 
 
-def test_foreign_recipient_is_refused_with_550(smtp: RunningServer) -> None:
+def test_foreign_recipient_is_refused_with_550(smtp: RunningServer, caplog) -> None:
+    caplog.set_level(logging.INFO)
     with smtp.client() as client, pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
         client.sendmail("spammer@example.net", ["victim@elsewhere.example"], customer_mail())
     code, _ = refused.value.recipients["victim@elsewhere.example"]
     assert code == 550
     assert smtp.count(InboundMessage) == 0
+    assert "refused relay to victim@elsewhere.example from spammer@example.net" in caplog.text
+
+
+def test_accepted_mail_is_not_logged_command_by_command(smtp: RunningServer, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    with smtp.client() as client:
+        client.sendmail("customer@example.com", [SUPPORT], customer_mail())
+    # The inbound table holds what was accepted; a line per SMTP command is noise.
+    assert smtp.count(InboundMessage) == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "mail.log"] == []
 
 
 def test_size_is_advertised_and_enforced_with_552(smtp: RunningServer) -> None:
