@@ -132,6 +132,7 @@ def run_background(
     signal.signal(signal.SIGTERM, lambda *_: stop_flag.set())
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     services = build_services(settings, system_clock)
+    services.calendar()  # the holiday tables load now, not while the first mail waits
     worker = IntakeWorker(services, wake_flag, stop_flag, arrivals, parse_ahead=True)
     dispatcher = DispatcherThread(
         services.dispatcher(), services.engine, settings.notifier.poll_seconds, worker.busy

@@ -16,6 +16,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
@@ -23,10 +24,9 @@ from sqlalchemy.orm import Session
 
 from gateway.bootstrap import Services
 from gateway.inbound import InboundRow, claim_inbound
-from gateway.parse_ahead import ParseAhead
+from gateway.parse_ahead import ParseAhead, Reading
 from gateway.sms_intake import SmsIntake
-from parsers.intake import extract_intake
-from parsers.mail import ParsedEmail, parse_email
+from parsers.mail import parse_email
 from parsers.refs import find_subject_ref, format_ref, tag_subject
 from parsers.reply_tokens import read_token, reply_address, split_plus_address
 from storage.apply import record_decision
@@ -61,12 +61,16 @@ from workflow.tickets import (
 
 log = logging.getLogger(__name__)
 
-# How a stored email's bytes become a ParsedEmail: here, or by a ParseAhead helper.
-Parse = Callable[[int, bytes], ParsedEmail]
+# How a stored email's bytes are read: here, or ahead by a ParseAhead helper.
+Read = Callable[[int, bytes], Reading]
 
 
-def parse_here(_inbound_id: int, raw: bytes) -> ParsedEmail:
-    return parse_email(raw)
+def read_here(_inbound_id: int, raw: bytes) -> Reading:
+    return Reading(parse_email(raw))
+
+
+# The machine models of the customer file, as the intake transaction sees them.
+KnownModels = Callable[[], tuple[str, ...]]
 
 
 ACK_TEMPLATE = "ticket_ack"
@@ -137,7 +141,7 @@ _SET_TICKET_STATE = (
     .where(Ticket.id == bindparam("ticket_id"))
     .values(state=bindparam("new_state"), updated_at=bindparam("now"))
 )
-_KNOWN_MODELS = select(Machine.model).distinct()
+_KNOWN_MODELS = select(Machine.model).distinct().order_by(Machine.model)
 _MACHINE_BY_SERIAL = (
     select(Machine.id, Machine.model, Machine.customer_id)
     .where(func.lower(Machine.serial) == bindparam("serial"))
@@ -186,7 +190,7 @@ def process_inbound(services: Services, inbound_id: int) -> Outcome:
 def process_batch(
     services: Services,
     inbound_ids: Sequence[int],
-    parse: Parse = parse_here,
+    read: Read = read_here,
     give_way: Callable[[], bool] = lambda: False,
 ) -> tuple[list[Outcome], int]:
     """Processes rows in one transaction, in order: one commit (one fsync on SQLite) for
@@ -205,10 +209,13 @@ def process_batch(
     services.reply_key()
     try:
         with unit_of_work(services.sessions) as session:
+            # Read once for the batch: intake never files machines, and on PostgreSQL
+            # a batch may as well see the customer file as it stood when it began.
+            models = cache(lambda: known_models(session.connection()))
             outcomes, done_through = [], 0
             for inbound_id in inbound_ids:
                 with suppress(NotProcessable):  # nothing was written for it
-                    outcome = _process_in_transaction(services, session, inbound_id, parse)
+                    outcome = _process_in_transaction(services, session, inbound_id, read, models)
                     outcomes.append(outcome)
                 done_through = inbound_id
                 taken = len(outcomes) >= MIN_BATCH
@@ -259,12 +266,17 @@ def process_pending(
                 _read_ahead(session, ahead, after)
         if not ids:
             return outcomes
-        parse = ahead.parsed if ahead else parse_here
-        done, after = process_batch(services, ids, parse, give_way)
+        read = ahead.reading if ahead else read_here
+        done, after = process_batch(services, ids, read, give_way)
         if ahead is not None:
             ahead.forget_through(after)
         outcomes.extend(done)
     return outcomes
+
+
+def known_models(db: Connection) -> tuple[str, ...]:
+    """The machine models of the customer file, which intake recognises in mail."""
+    return tuple(db.scalars(_KNOWN_MODELS))
 
 
 def _read_ahead(session: Session, ahead: ParseAhead, after: int) -> None:
@@ -281,7 +293,7 @@ def _read_ahead(session: Session, ahead: ParseAhead, after: int) -> None:
         taken.append(row.id)
         room -= row.size
     if taken:
-        ahead.submit(session.execute(_RAW_OF, {"ids": taken}))
+        ahead.submit(session.execute(_RAW_OF, {"ids": taken}), known_models(session.connection()))
 
 
 def _mark_failed(session: Session, inbound_id: int, exc: BaseException, now: datetime) -> Outcome:
@@ -303,7 +315,11 @@ def _mark_failed(session: Session, inbound_id: int, exc: BaseException, now: dat
 
 
 def _process_in_transaction(
-    services: Services, session: Session, inbound_id: int, parse: Parse = parse_here
+    services: Services,
+    session: Session,
+    inbound_id: int,
+    read: Read = read_here,
+    models: KnownModels | None = None,
 ) -> Outcome:
     db = session.connection()
     row = claim_inbound(db, inbound_id)
@@ -314,7 +330,9 @@ def _process_in_transaction(
         ticket_id, result = SmsIntake(services, session, row, now).run()
         session.flush()  # the next message of the batch reads with Core statements
     else:
-        ticket_id, result = EmailIntake(services, db, row, parse(row.id, row.raw), now).run()
+        reading = read(row.id, row.raw)
+        models = models or (lambda: known_models(db))
+        ticket_id, result = EmailIntake(services, db, row, reading, now, models).run()
     db.execute(_MARK_PROCESSED, {"inbound_id": inbound_id, "outcome": result, "now": now})
     return Outcome(inbound_id, result, ticket_id)
 
@@ -341,16 +359,19 @@ class EmailIntake:
         services: Services,
         db: Connection,
         row: InboundRow,
-        parsed: ParsedEmail,
+        reading: Reading,
         now: datetime,
+        models: KnownModels,
     ) -> None:
         self.services = services
         self.db = db
         self.row = row
-        self.parsed = parsed
+        self.reading = reading
+        self.parsed = reading.parsed
         self.now = now
+        self.models = models
         self.settings = services.settings
-        self.sender = parsed.from_address
+        self.sender = reading.parsed.from_address
 
     def run(self) -> tuple[int | None, str]:
         parsed = self.parsed
@@ -490,14 +511,7 @@ class EmailIntake:
     def _open(self, related_ticket_id: int | None) -> tuple[int, str]:
         parsed, settings, db = self.parsed, self.settings, self.db
         contact = self._contact()
-        known_models = db.scalars(_KNOWN_MODELS).all()
-        fields = extract_intake(
-            parsed.subject,
-            parsed.visible_text,
-            from_name=parsed.from_name,
-            known_models=known_models,
-            fault_types=settings.policy.fault_types,
-        )
+        fields = self.reading.fields_for(self.models(), settings.policy.fault_types)
         machine = None
         if fields.serial:
             machine = db.execute(_MACHINE_BY_SERIAL, {"serial": fields.serial.lower()}).first()
@@ -618,7 +632,6 @@ class EmailIntake:
 
     def _acknowledgement(self, ticket_id: int, ticket: dict[str, Any]) -> Notification:
         assert self.sender is not None
-        base = parseaddr(self.settings.email.from_)[1]
         return Notification(
             key="ack",
             template=ACK_TEMPLATE,
@@ -631,18 +644,23 @@ class EmailIntake:
                 "requester_name": ticket["requester_name"] or "",
                 "problem": ticket["problem"][:500],
                 "reply_to": reply_address(
-                    self.services.reply_key(), base, ticket_id, self.sender, "customer"
+                    self.services.reply_key(),
+                    self.settings.email.from_address,
+                    ticket_id,
+                    self.sender,
+                    "customer",
                 ),
             },
         )
 
     def _addressing(self, ticket_id: int, note: Notification) -> dict[str, Any]:
-        domain = parseaddr(self.settings.email.from_)[1].rpartition("@")[2] or "localhost"
         references = [*self.parsed.references]
         if self.parsed.message_id:
             references.append(self.parsed.message_id)
         return {
-            "message_id": outbound_message_id(f"ticket:{ticket_id}:{note.key}", domain),
+            "message_id": outbound_message_id(
+                f"ticket:{ticket_id}:{note.key}", self.settings.email.from_domain
+            ),
             "reply_to_message_id": self.parsed.message_id,
             "references": references[-20:],
         }

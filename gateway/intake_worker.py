@@ -58,7 +58,7 @@ class IntakeWorker:
     ) -> None:
         self.services = services
         self.arrivals = arrivals
-        self.ahead = ParseAhead() if parse_ahead else None
+        self.ahead = ParseAhead(services.settings.policy.fault_types) if parse_ahead else None
         self.wake_flag: Flag = wake_flag or threading.Event()
         self.stop_flag: Flag = stop_flag or threading.Event()
         self.working = threading.Event()

@@ -1,12 +1,12 @@
-"""Parsing the coming mail in a thread while the intake worker waits or writes.
+"""Reading the coming mail in a thread while the intake worker waits or writes.
 
 While mail is arriving, the intake worker holds its writes back so that storing what
 senders wait for goes first; its process would sit idle on a core of its own. Parsing
-needs no write lock, so ``ParseAhead`` parses the stored but unprocessed rows in a
-thread meanwhile, and later, during a backlog, in the gaps the worker leaves while it
-is in SQLite's C code or an fsync. The worker collects the results. A row whose parse
-has not begun when the worker reaches it is parsed by the worker itself, so nothing
-ever waits for the helper.
+and finding the intake fields need no write lock, so ``ParseAhead`` does both for the
+stored but unprocessed rows in a thread meanwhile, and later, during a backlog, in the
+gaps the worker leaves while it is in SQLite's C code or an fsync. The worker collects
+the results. A row whose reading has not begun when the worker reaches it is parsed by
+the worker itself, so nothing ever waits for the helper.
 
 What it holds is bounded by the size of the raw mail it has taken and not handed over
 (``budget_bytes``), not by a number of rows: one message may be 25 MB.
@@ -15,21 +15,55 @@ What it holds is bounded by the size of the raw mail it has taken and not handed
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
+from parsers.intake import IntakeFields, extract_intake
 from parsers.mail import ParsedEmail, parse_email
 
 log = logging.getLogger(__name__)
 
-BUDGET_BYTES = 12 * 1024 * 1024  # of raw mail: its parses take about as much again
+BUDGET_BYTES = 12 * 1024 * 1024  # of raw mail: its readings take about as much again
+
+FaultTypes = Mapping[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A stored email as the intake reads it. Read ahead, it also holds the intake
+    fields, found against the customer file's machine models of that moment."""
+
+    parsed: ParsedEmail
+    fields: IntakeFields | None = None
+    known_models: tuple[str, ...] = ()
+
+    def fields_for(self, known_models: tuple[str, ...], fault_types: FaultTypes) -> IntakeFields:
+        """The intake fields against ``known_models``: those read ahead if the customer
+        file's models are still what they were, else found now."""
+        if self.fields is not None and known_models == self.known_models:
+            return self.fields
+        return intake_fields(self.parsed, known_models, fault_types)
+
+
+def intake_fields(
+    parsed: ParsedEmail, known_models: Sequence[str], fault_types: FaultTypes
+) -> IntakeFields:
+    return extract_intake(
+        parsed.subject,
+        parsed.visible_text,
+        from_name=parsed.from_name,
+        known_models=known_models,
+        fault_types=fault_types,
+    )
 
 
 class ParseAhead:
-    def __init__(self, budget_bytes: int = BUDGET_BYTES) -> None:
+    def __init__(self, fault_types: FaultTypes, budget_bytes: int = BUDGET_BYTES) -> None:
+        self.fault_types = fault_types
         self.budget_bytes = budget_bytes
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse-ahead")
-        self.futures: dict[int, tuple[Future[ParsedEmail], int]] = {}  # id → parse, size
+        self.futures: dict[int, tuple[Future[Reading], int]] = {}  # id → reading, size
         self.held_bytes = 0
 
     def room(self) -> int:
@@ -40,28 +74,38 @@ class ParseAhead:
         """The highest inbound id it has taken, 0 if none."""
         return max(self.futures, default=0)
 
-    def submit(self, rows: Iterable[tuple[int, bytes]]) -> None:
-        """Starts parsing ``(inbound id, raw bytes)`` rows not already started."""
+    def submit(self, rows: Iterable[tuple[int, bytes]], known_models: tuple[str, ...]) -> None:
+        """Starts reading ``(inbound id, raw bytes)`` rows not already started."""
         for inbound_id, raw in rows:
             if inbound_id not in self.futures:
-                self.futures[inbound_id] = (self.pool.submit(parse_email, raw), len(raw))
+                future = self.pool.submit(self._read, raw, known_models)
+                self.futures[inbound_id] = (future, len(raw))
                 self.held_bytes += len(raw)
 
-    def parsed(self, inbound_id: int, raw: bytes) -> ParsedEmail:
-        """The row's parse: the helper's if it has begun it, else made here and now."""
+    def reading(self, inbound_id: int, raw: bytes) -> Reading:
+        """The row's reading: the helper's if it has begun it, else a parse made here."""
         future = self._drop(inbound_id)
         if future is not None and (future.done() or not future.cancel()):
-            return future.result()  # parse_email never raises
-        return parse_email(raw)
+            return future.result()
+        return Reading(parse_email(raw))
 
     def forget_through(self, inbound_id: int) -> None:
-        """Drops parses of rows up to ``inbound_id`` (processed without them)."""
+        """Drops readings of rows up to ``inbound_id`` (processed without them)."""
         for stale in [i for i in self.futures if i <= inbound_id]:
             future = self._drop(stale)
             assert future is not None
             future.cancel()
 
-    def _drop(self, inbound_id: int) -> Future[ParsedEmail] | None:
+    def _read(self, raw: bytes, known_models: tuple[str, ...]) -> Reading:
+        parsed = parse_email(raw)  # never raises
+        try:
+            fields = intake_fields(parsed, known_models, self.fault_types)
+        except Exception:  # the worker finds them again, and quarantines what fails
+            log.exception("reading ahead: intake fields not found")
+            return Reading(parsed)
+        return Reading(parsed, fields, known_models)
+
+    def _drop(self, inbound_id: int) -> Future[Reading] | None:
         future, size = self.futures.pop(inbound_id, (None, 0))
         self.held_bytes -= size
         return future

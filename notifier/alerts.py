@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,10 +19,6 @@ from workflow.settings import Settings
 log = logging.getLogger(__name__)
 
 ALERT_TEMPLATE = "ops_alert"
-
-
-def sender_domain(settings: Settings) -> str:
-    return parseaddr(settings.email.from_)[1].rpartition("@")[2] or "localhost"
 
 
 def _alert(
@@ -42,7 +37,7 @@ def _alert(
         language=settings.language,
         context=context,
         now=now,
-        message_id=outbound_message_id(key, sender_domain(settings)),
+        message_id=outbound_message_id(key, settings.email.from_domain),
     )
     return row_id if created else None
 

@@ -161,7 +161,7 @@ class Dispatcher:
         self.sms = sms
         self.rng = rng or random.Random()
         self.paused: dict[str, str] = {}  # channel → the configuration error that stopped it
-        self.domain = alerts.sender_domain(settings)
+        self.domain = settings.email.from_domain
         self._sender_thread: ThreadPoolExecutor | None = None
 
     # --- claiming ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from email.utils import parseaddr
 
@@ -36,6 +37,8 @@ _MAC_BYTES = 12  # 96 bits: guessing one token takes ~2**95 tries on average
 _TOKEN_BYTES = 1 + _ID_BYTES + _MAC_BYTES
 _TOKEN_CHARS = -(-_TOKEN_BYTES * 8 // 5)  # base32 without padding: 34
 _MAX_ID = 2**63 - 1
+# A bare addr-spec of the usual characters: parseaddr would return it unchanged.
+_BARE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ def _canonical_address(address: str) -> bytes:
     # "Alice <Alice@Example.com>" and "alice@example.com" are the same mailbox for us.
     # Lower-casing the local part is strictly wrong by RFC 5321 but matches every mail
     # system our customers use, and a case-changing relay must not break replies.
+    if _BARE_ADDRESS.fullmatch(address):  # what intake passes: no need to parse it
+        return address.lower().encode("utf-8")
     _, addr = parseaddr(address)
     return (addr or address).strip().lower().encode("utf-8")
 

@@ -95,7 +95,8 @@ def record_decision(
 ) -> list[int]:
     """Writes what a decision implies besides the ticket's own state: deadlines met and
     started, outbox rows, the audit event. Returns the ids of outbox rows it created."""
-    meet_deadlines(connection, Deadline.ticket_id == ticket_id, decision.stop, now)
+    if decision.stop:  # a new ticket has none: no statement to build
+        meet_deadlines(connection, Deadline.ticket_id == ticket_id, decision.stop, now)
     if decision.start:
         connection.execute(
             _INSERT_DEADLINE,

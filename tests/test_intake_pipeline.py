@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-import gateway.intake
+import gateway.parse_ahead
 from gateway.bootstrap import Services
 from gateway.inbound import store_email
 from gateway.intake import (
@@ -20,10 +20,20 @@ from gateway.intake import (
 )
 from gateway.parse_ahead import ParseAhead
 from parsers.refs import format_ref
-from storage.models import Contact, Deadline, Event, InboundMessage, OutboxMessage, Ticket
+from storage.models import (
+    Contact,
+    Customer,
+    Deadline,
+    Event,
+    InboundMessage,
+    Machine,
+    OutboxMessage,
+    Ticket,
+)
 from storage.uow import unit_of_work
 from tests.conftest import FIXED_NOW, make_services
 from tests.mailbuild import customer_mail
+from workflow.fault_types import DEFAULT_FAULT_TYPES
 
 
 def ingest(services: Services, raw: bytes, to: tuple[str, ...] = ()) -> Outcome:
@@ -211,7 +221,7 @@ def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) 
     def broken(*args, **kwargs):
         raise RuntimeError("intake field extraction exploded")
 
-    monkeypatch.setattr(gateway.intake, "extract_intake", broken)
+    monkeypatch.setattr(gateway.parse_ahead, "extract_intake", broken)
     outcome = ingest(services, customer_mail())
     assert outcome.result.startswith("failed: RuntimeError")
     row = one(services, InboundMessage)
@@ -226,14 +236,14 @@ def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) 
 
 
 def test_a_failing_message_in_a_batch_is_quarantined_alone(services: Services, monkeypatch) -> None:
-    real = gateway.intake.extract_intake
+    real = gateway.parse_ahead.extract_intake
 
     def fails_on_poison(subject: str, *args, **kwargs):
         if "poison" in subject:
             raise RuntimeError("intake field extraction exploded")
         return real(subject, *args, **kwargs)
 
-    monkeypatch.setattr(gateway.intake, "extract_intake", fails_on_poison)
+    monkeypatch.setattr(gateway.parse_ahead, "extract_intake", fails_on_poison)
     ids = [
         store_email(
             services.engine,
@@ -282,18 +292,20 @@ def test_two_workers_racing_on_one_message_id_open_one_ticket(postgres_url: str)
     services.close()
 
 
-def test_parse_ahead_hands_over_what_its_thread_parsed_and_parses_the_rest_here() -> None:
-    ahead = ParseAhead()
+def test_parse_ahead_hands_over_what_its_thread_read_and_parses_the_rest_here() -> None:
+    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
     try:
-        ahead.submit([(1, customer_mail(subject="parsed ahead"))])
+        ahead.submit([(1, customer_mail(subject="parsed ahead"))], known_models=("XP-3000",))
         ahead.futures[1][0].result(timeout=10)  # done in the helper thread
-        # The worker passes the row's bytes; the helper's parse of row 1 is what it gets.
-        assert ahead.parsed(1, customer_mail(subject="other bytes")).subject == "parsed ahead"
-        assert ahead.parsed(2, customer_mail(subject="never submitted")).subject == (
-            "never submitted"
-        )
+        # The worker passes the row's bytes; the helper's reading of row 1 is what it gets,
+        # intake fields included.
+        first = ahead.reading(1, customer_mail(subject="other bytes"))
+        assert first.parsed.subject == "parsed ahead"
+        assert first.fields is not None and first.fields.machine_model == "XP-3000"
+        second = ahead.reading(2, customer_mail(subject="never submitted"))
+        assert (second.parsed.subject, second.fields) == ("never submitted", None)
         fourth = customer_mail(subject="fourth")
-        ahead.submit([(3, customer_mail()), (4, fourth)])
+        ahead.submit([(3, customer_mail()), (4, fourth)], known_models=())
         ahead.forget_through(3)
         assert list(ahead.futures) == [4]
         assert ahead.held_bytes == len(fourth)  # what it holds is counted
@@ -313,7 +325,7 @@ def test_while_held_back_the_worker_parses_ahead_within_its_byte_budget(
     for raw in rows:
         store_email(services.engine, raw, source="test", received_at=FIXED_NOW)
     # Room for three ordinary messages; message 2 is larger than the whole budget.
-    ahead = ParseAhead(budget_bytes=3 * size + 10)
+    ahead = ParseAhead(DEFAULT_FAULT_TYPES, budget_bytes=3 * size + 10)
     taken_while_held: list[list[int]] = []
 
     def hold(meanwhile) -> None:
@@ -334,6 +346,33 @@ def test_while_held_back_the_worker_parses_ahead_within_its_byte_budget(
     assert subjects == [f"fault {i}" for i in range(5)]
 
 
+def test_a_model_added_to_the_customer_file_after_reading_ahead_is_still_recognised(
+    services: Services,
+) -> None:
+    raw = customer_mail("Our ZX-900 jams on every page.", subject="jam", sender="c@example.cn")
+    store_email(services.engine, raw, source="test", received_at=FIXED_NOW)
+    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
+    read_ahead = []
+
+    def hold(meanwhile) -> None:
+        if read_ahead:
+            return
+        meanwhile()  # read while the customer file knows no ZX-900
+        read_ahead.append(ahead.futures[1][0].result(timeout=10))
+        with unit_of_work(services.sessions) as session:
+            customer = Customer(name="Huadong", created_at=FIXED_NOW)
+            session.add(Machine(customer=customer, model="ZX-900", serial="Z1"))
+            session.commit()
+
+    try:
+        process_pending(services, hold=hold, ahead=ahead)
+    finally:
+        ahead.close()
+    fields = read_ahead[0].fields
+    assert fields is not None and fields.machine_model is None  # read against no models
+    assert one(services, Ticket).machine_model == "ZX-900"
+
+
 def test_a_backlog_processed_with_parse_ahead_opens_the_same_tickets(services: Services) -> None:
     for i in range(40):
         store_email(
@@ -343,7 +382,7 @@ def test_a_backlog_processed_with_parse_ahead_opens_the_same_tickets(services: S
             source="test",
             received_at=FIXED_NOW,
         )  # fmt: skip
-    ahead = ParseAhead()
+    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
     try:
         outcomes = process_pending(services, batch_size=8, ahead=ahead)
     finally:

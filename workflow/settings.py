@@ -15,6 +15,8 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from email.utils import parseaddr
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -131,6 +133,16 @@ class EmailSettings:
     # of STARTTLS.
     smtp_timeout: float = _setting(30, check=_check_positive)
     smtp_ssl: bool = False
+
+    @cached_property
+    def from_address(self) -> str:
+        """The addr-spec of ``from_``: "support@support.example.com"."""
+        return parseaddr(self.from_)[1]
+
+    @cached_property
+    def from_domain(self) -> str:
+        """The domain of ``from_``: the right-hand side of our Message-IDs."""
+        return self.from_address.rpartition("@")[2] or "localhost"
 
 
 @dataclass(frozen=True)
