@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import func, select
@@ -296,7 +298,7 @@ def test_parse_ahead_hands_over_what_its_thread_read_and_parses_the_rest_here() 
     ahead = ParseAhead(DEFAULT_FAULT_TYPES)
     try:
         ahead.submit([(1, customer_mail(subject="parsed ahead"))], known_models=("XP-3000",))
-        ahead.futures[1][0].result(timeout=10)  # done in the helper thread
+        ahead.futures[1].result(timeout=10)  # done in the helper thread
         # The worker passes the row's bytes; the helper's reading of row 1 is what it gets,
         # intake fields included.
         first = ahead.reading(1, customer_mail(subject="other bytes"))
@@ -304,11 +306,29 @@ def test_parse_ahead_hands_over_what_its_thread_read_and_parses_the_rest_here() 
         assert first.fields is not None and first.fields.machine_model == "XP-3000"
         second = ahead.reading(2, customer_mail(subject="never submitted"))
         assert (second.parsed.subject, second.fields) == ("never submitted", None)
-        fourth = customer_mail(subject="fourth")
-        ahead.submit([(3, customer_mail()), (4, fourth)], known_models=())
+        ahead.submit([(3, customer_mail()), (4, customer_mail())], known_models=())
         ahead.forget_through(3)
         assert list(ahead.futures) == [4]
-        assert ahead.held_bytes == len(fourth)  # what it holds is counted
+    finally:
+        ahead.close()
+
+
+def test_parse_ahead_counts_raw_bytes_until_read_then_what_the_reading_holds() -> None:
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "c@example.cn", "support@x.cn", "log attached"
+    mail.set_content("See the attached log.")
+    log = bytes(range(256)) * 120  # 30 KB, base64 in the raw mail: a third more
+    mail.add_attachment(log, maintype="application", subtype="octet-stream", filename="e.log")
+    raw = mail.as_bytes()
+    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
+    try:
+        ahead.pool.submit(time.sleep, 0.2)  # keeps the helper busy: row 1 waits, unread
+        ahead.submit([(1, raw)], known_models=())
+        assert ahead.held_bytes == len(raw)
+        ahead.futures[1].result(timeout=10)
+        assert len(log) < ahead.held_bytes < len(raw)  # the decoded log and the texts
+        ahead.reading(1, raw)
+        assert ahead.held_bytes == 0  # handed over: no longer held
     finally:
         ahead.close()
 
@@ -358,7 +378,7 @@ def test_a_model_added_to_the_customer_file_after_reading_ahead_is_still_recogni
         if read_ahead:
             return
         meanwhile()  # read while the customer file knows no ZX-900
-        read_ahead.append(ahead.futures[1][0].result(timeout=10))
+        read_ahead.append(ahead.futures[1].result(timeout=10))
         with unit_of_work(services.sessions) as session:
             customer = Customer(name="Huadong", created_at=FIXED_NOW)
             session.add(Machine(customer=customer, model="ZX-900", serial="Z1"))
