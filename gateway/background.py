@@ -11,6 +11,7 @@ stored while this process is down are still pending when it is back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from gateway.shared_signals import Arrivals, Wake
-from workflow.settings import Settings
+from workflow.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ class BackgroundProcess:
         self.watcher = threading.Thread(target=self._watch, name="background-watch", daemon=True)
 
     def start(self) -> None:
-        """Returns once the process is running; raises if it could not start."""
+        """Returns once the process is running; raises if it could not start
+        (``SettingsError`` with its message for a wrong transport setting)."""
         self.process = self._spawn()
         self.watcher.start()
 
@@ -72,18 +74,26 @@ class BackgroundProcess:
         process.start()
         ready_out.close()
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        answer = None  # True, or what is wrong with the settings
         try:
             while not ready_in.poll(0.1):
                 if not process.is_alive() or time.monotonic() > deadline:
-                    process.kill()
-                    process.join()
-                    raise RuntimeError(
-                        f"the background process (intake, outbox) did not start "
-                        f"(exit code {process.exitcode}); its error is in the log above"
-                    )
+                    break
+            else:
+                with contextlib.suppress(EOFError):  # it died without a word
+                    answer = ready_in.recv()
         finally:
             ready_in.close()
-        return process
+        if answer is True:
+            return process
+        process.kill()
+        process.join()
+        if isinstance(answer, str):
+            raise SettingsError(answer)
+        raise RuntimeError(
+            f"the background process (intake, outbox) did not start "
+            f"(exit code {process.exitcode}); its error is in the log above"
+        )
 
     def _watch(self) -> None:
         failures = 0
@@ -108,7 +118,7 @@ class BackgroundProcess:
             try:
                 self.process = self._spawn()
                 started = time.monotonic()
-            except RuntimeError:
+            except (RuntimeError, SettingsError):
                 log.exception("could not restart the background process")
 
 
@@ -132,10 +142,17 @@ def run_background(
     signal.signal(signal.SIGTERM, lambda *_: stop_flag.set())
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     services = build_services(settings, system_clock)
+    try:
+        outbox = services.dispatcher()  # builds the transports: settings are checked here
+    except SettingsError as exc:  # serve reports it and does not start
+        ready.send(str(exc))
+        ready.close()
+        services.close()
+        return
     services.calendar()  # the holiday tables load now, not while the first mail waits
     worker = IntakeWorker(services, wake_flag, stop_flag, arrivals, parse_ahead=True)
     dispatcher = DispatcherThread(
-        services.dispatcher(), services.engine, settings.notifier.poll_seconds, worker.busy
+        outbox, services.engine, settings.notifier.poll_seconds, worker.busy
     )
     dispatcher.start()
     ready.send(True)

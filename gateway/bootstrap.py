@@ -12,10 +12,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier.dispatcher import Dispatcher
-from notifier.email_transport import EmailTransport
-from notifier.sms_transport import SmsTransport
-from notifier.transports import build_email_transport, build_renderer, build_sms_transport
 from storage.db import create_db_engine
 from storage.secrets import get_or_create_secret
 from storage.uow import session_factory, unit_of_work
@@ -23,6 +19,9 @@ from workflow.clock import Clock
 from workflow.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from notifier.dispatcher import Dispatcher
+    from notifier.email_transport import EmailTransport
+    from notifier.sms_transport import SmsTransport
     from workflow.calendar import BusinessCalendar
 
 CONFIG_ENV = "SUPPORTLINE_CONFIG"
@@ -89,19 +88,28 @@ class Services:
         return self._reply_key
 
     # --- the notifier's transports: built once, on first use -----------------------------
+    # The notifier (templates, the Twilio client) is imported on first use as well:
+    # serve's listener process sends nothing.
     def email_transport(self) -> EmailTransport:
         if self._email_transport is None:
+            from notifier.transports import build_email_transport
+
             self._email_transport = build_email_transport(self.settings)
         return self._email_transport
 
     def sms_transport(self) -> SmsTransport:
         if self._sms_transport is None:
+            from notifier.transports import build_sms_transport
+
             self._sms_transport = build_sms_transport(self.settings, self.clock)
         return self._sms_transport
 
     def dispatcher(self) -> Dispatcher:
         """The outbox dispatcher on this deployment's transports (one per Services)."""
         if self._dispatcher is None:
+            from notifier.dispatcher import Dispatcher
+            from notifier.transports import build_renderer
+
             self._dispatcher = Dispatcher(
                 self.sessions,
                 self.settings,

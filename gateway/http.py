@@ -13,8 +13,7 @@ from starlette.routing import Route
 from gateway.bootstrap import Services
 from gateway.inbound_writer import InboundWriter
 from gateway.twilio_webhook import sms_endpoint, verified_form
-from notifier.status import apply_status
-from notifier.transports import status_callback_url
+from notifier.status import apply_status, status_callback_url
 from storage.uow import unit_of_work
 
 log = logging.getLogger(__name__)

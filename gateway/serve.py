@@ -24,11 +24,10 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 async def serve(services: Services) -> None:
-    # Built here first, so a wrong transport setting stops start-up with its message;
-    # the background process (intake worker, outbox dispatcher) then builds its own.
-    services.dispatcher()
     background = BackgroundProcess(services.settings)
-    background.start()  # its intake also takes rows left pending by a crash
+    # Raises SettingsError for a wrong transport setting, before any port is opened.
+    # Its intake also takes rows left pending by a crash.
+    background.start()
     try:
         await _listen(services, background)
     finally:

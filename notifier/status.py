@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import OutboxMessage
+from workflow.settings import Settings
 
 # https://www.twilio.com/docs/messaging/api/message-resource#message-status-values
 STAGES = {
@@ -71,3 +72,9 @@ def apply_status(
     if error_code:
         found.last_error = f"Twilio delivery error {error_code} ({status})"
     return f"outbox #{found.id}: {status}"
+
+
+def status_callback_url(settings: Settings) -> str:
+    """Where Twilio reports delivery: configured, else ``POST /twilio/status`` here."""
+    configured = settings.sms.twilio_status_callback_url
+    return configured or f"{settings.http.public_url.rstrip('/')}/twilio/status"

@@ -8,14 +8,10 @@ import ssl
 from notifier.email_transport import EmailTransport, MaildirTransport, SmtpRelay
 from notifier.render import Renderer
 from notifier.sms_transport import LogSms, SmsTransport, TwilioSms
+from notifier.status import status_callback_url
 from notifier.templates import Templates
 from workflow.clock import Clock
 from workflow.settings import LANGUAGES, Settings, SettingsError
-
-
-def status_callback_url(settings: Settings) -> str:
-    configured = settings.sms.twilio_status_callback_url
-    return configured or f"{settings.http.public_url.rstrip('/')}/twilio/status"
 
 
 def build_email_transport(

@@ -52,6 +52,21 @@ def test_serve_refuses_a_fixed_clock(tmp_path: Path) -> None:
     assert "serve always runs on the real clock" in result.stderr
 
 
+def test_serve_with_a_wrong_transport_setting_stops_with_its_message(tmp_path: Path) -> None:
+    config = _config(tmp_path, free_port())
+    with config.open("a", encoding="utf-8") as extra:
+        extra.write('[sms]\ntransport = "twilio"\n')  # no account, no token
+    subprocess.run([SUPPORTLINE, "--config", str(config), "db", "upgrade"], check=True)
+    result = subprocess.run(
+        [SUPPORTLINE, "--config", str(config), "serve"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "supportline: configuration error: "
+        "sms.transport = 'twilio' needs twilio_account_sid and auth_token"
+    )
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_run_migrates_and_serves(tmp_path: Path) -> None:
     """The README's first command, on its own settings file."""
