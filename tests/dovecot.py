@@ -43,6 +43,9 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
+# IDLE hears of new mail through inotify; where the machine's inotify instances are
+# spent, Dovecot falls back to looking every 30 s, longer than any test waits.
+mailbox_idle_check_interval = 1 secs
 default_internal_user = dovecot
 default_login_user = dovenull
 first_valid_uid = 0
