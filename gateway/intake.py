@@ -283,6 +283,8 @@ def _read_ahead(session: Session, ahead: ParseAhead, after: int) -> None:
     """Hands ``ahead`` the pending email rows past ``after`` it does not have yet, in
     order, as far as its byte budget goes: each row's bytes are read for it once."""
     room = ahead.room()
+    if room <= 0:
+        return  # holding all it may: no query
     taken = []
     window = {"after": max(after, ahead.last_taken())}
     for row in session.execute(_PENDING_EMAIL_SIZES, window):
