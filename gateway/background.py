@@ -55,6 +55,10 @@ class BackgroundProcess:
     def close(self, timeout: float = 60.0) -> None:
         """Lets the batch in hand finish, then stops; what is pending waits for the next start."""
         self.closing.set()
+        if self.watcher.is_alive():
+            # It waits on the process too; two threads reaping one child race, and the
+            # loser sees it "alive" after it has exited.
+            self.watcher.join()
         if self.process is None:
             return
         self.process.terminate()  # SIGTERM: the process finishes its batch and exits

@@ -4,7 +4,10 @@ second process (``gateway/background.py``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -16,6 +19,22 @@ from gateway.inbound_writer import InboundWriter
 from gateway.smtp import IntakeHandler, start_smtp_server
 
 log = logging.getLogger(__name__)
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn's server, except that it does not raise Ctrl-C or SIGTERM again once it
+    has stopped: ``serve`` still closes the SMTP server, the IMAP pollers, the writer
+    (committing what is queued) and the background process, then exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        stopping = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in stopping}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -32,6 +51,7 @@ async def serve(services: Services) -> None:
         await _listen(services, background)
     finally:
         background.close()  # after the listeners: it stops after the batch in hand
+    log.info("stopped")
 
 
 async def _listen(services: Services, background: BackgroundProcess) -> None:
@@ -55,7 +75,7 @@ async def _listen(services: Services, background: BackgroundProcess) -> None:
     )
     log.info("HTTP listening on %s:%d", host, port)
     try:
-        await uvicorn.Server(config).serve()
+        await _HttpServer(config).serve()  # until Ctrl-C or SIGTERM
     finally:
         pollers.stop()
         smtp_server.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -39,6 +41,29 @@ def test_serve_answers_healthz(tmp_path: Path) -> None:
         assert json.loads(body) == {"status": "ok", "database": "ok"}
     finally:
         stop(process)
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        pytest.param(lambda pid: os.killpg(pid, signal.SIGINT), id="ctrl-c"),
+        pytest.param(lambda pid: os.kill(pid, signal.SIGTERM), id="sigterm"),  # docker stop
+    ],
+)
+def test_serve_stops_cleanly_and_exits_0(tmp_path: Path, send) -> None:
+    port = free_port()
+    config = _config(tmp_path, port)
+    subprocess.run([SUPPORTLINE, "--config", str(config), "db", "upgrade"], check=True)
+    process = _start([SUPPORTLINE, "--config", str(config), "serve"], tmp_path)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", process=process)
+        send(process.pid)
+        assert process.wait(timeout=30) == 0
+    finally:
+        output = stop(process)
+    # The listeners, then the background process, were closed in order, not cut off.
+    assert "gateway.serve: stopped" in output
+    assert "Aborted!" not in output and "is gone" not in output and "killing" not in output
 
 
 def test_serve_refuses_a_fixed_clock(tmp_path: Path) -> None:
