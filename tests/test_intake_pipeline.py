@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from datetime import timedelta
 from email.message import EmailMessage
 
@@ -322,9 +322,11 @@ def test_parse_ahead_counts_raw_bytes_until_read_then_what_the_reading_holds() -
     raw = mail.as_bytes()
     ahead = ParseAhead(DEFAULT_FAULT_TYPES)
     try:
-        ahead.pool.submit(time.sleep, 0.2)  # keeps the helper busy: row 1 waits, unread
+        gate = threading.Event()
+        ahead.pool.submit(gate.wait, 10)  # keeps the helper busy: row 1 waits, unread
         ahead.submit([(1, raw)], known_models=())
         assert ahead.held_bytes == len(raw)
+        gate.set()
         ahead.futures[1].result(timeout=10)
         assert len(log) < ahead.held_bytes < len(raw)  # the decoded log and the texts
         ahead.reading(1, raw)
