@@ -268,8 +268,6 @@ def test_a_failing_message_in_a_batch_is_quarantined_alone(services: Services, m
 @pytest.mark.postgres
 def test_two_workers_racing_on_one_message_id_open_one_ticket(postgres_url: str) -> None:
     """Two serve processes on PostgreSQL take the two copies of one message at once."""
-    import threading
-
     services = make_services(postgres_url)
     raw = customer_mail(message_id="<twice@huadong.example.cn>")
     relayed = b"Received: from relay by mx; Fri, 27 Nov 2026 10:00:01 +0800\r\n" + raw
