@@ -71,8 +71,12 @@ class ParseAhead:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse-ahead")
         self.futures: dict[int, Future[Reading]] = {}
         self.sizes: dict[int, int] = {}  # what each row taken holds, in bytes
-        self.held_bytes = 0
-        self.lock = threading.Lock()  # sizes and held_bytes change in both threads
+        self.lock = threading.Lock()  # sizes change in both threads
+
+    @property
+    def held_bytes(self) -> int:
+        with self.lock:
+            return sum(self.sizes.values())
 
     def room(self) -> int:
         """Bytes it can still take on."""
@@ -88,7 +92,6 @@ class ParseAhead:
             if inbound_id not in self.futures:
                 with self.lock:
                     self.sizes[inbound_id] = len(raw)
-                    self.held_bytes += len(raw)
                 self.futures[inbound_id] = self.pool.submit(
                     self._read, inbound_id, raw, known_models
                 )
@@ -119,20 +122,18 @@ class ParseAhead:
         size = _held_size(parsed)
         with self.lock:
             if inbound_id in self.sizes:  # not handed over meanwhile
-                self.held_bytes += size - self.sizes[inbound_id]
                 self.sizes[inbound_id] = size
         return reading
 
     def _drop(self, inbound_id: int) -> Future[Reading] | None:
         with self.lock:
-            self.held_bytes -= self.sizes.pop(inbound_id, 0)
+            self.sizes.pop(inbound_id, None)
         return self.futures.pop(inbound_id, None)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.futures.clear()
         self.sizes.clear()
-        self.held_bytes = 0
 
 
 def _held_size(parsed: ParsedEmail) -> int:

@@ -90,7 +90,7 @@ async def start_smtp_server(
     loop = asyncio.get_running_loop()
     options = smtp_server_options(services)
     # aiosmtpd logs every command of every session at INFO: five lines per message,
-    # a tenth of the listener's time under load. What was accepted is in the inbound
+    # about 6% of the listener's time under load. What was accepted is in the inbound
     # table (`supportline inbound list`); refusals and failures are logged here.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     return await loop.create_server(lambda: SMTP(handler, loop=loop, **options), host, port)
