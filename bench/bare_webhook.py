@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from gateway.twilio_webhook import EMPTY_TWIML
+from gateway.channels.twilio_webhook import EMPTY_TWIML
 
 
 def main() -> None:

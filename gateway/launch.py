@@ -8,6 +8,6 @@ never uses (16 MB of its memory).
 
 
 def main() -> None:
-    from gateway.cli import main as cli_main
+    from gateway.cli.commands import main as cli_main
 
     cli_main()

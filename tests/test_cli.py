@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from gateway.cli import cli
+from gateway.cli.commands import cli
 from storage.models import Contact, Customer, Machine, Message, Staff, Ticket
 from storage.uow import unit_of_work
 from tests.conftest import FIXED_NOW, make_services

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gateway.inbound import store_email
-from gateway.intake import process_pending
+from gateway.channels.store import store_email
+from gateway.intake.runner import process_pending
 from storage.models import InboundMessage
 from storage.uow import unit_of_work
 from tests.conftest import CORPUS, FIXED_NOW, make_services

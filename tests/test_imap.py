@@ -12,9 +12,9 @@ from imapclient import IMAPClient
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-import gateway.imap
+import gateway.channels.imap
 from gateway.bootstrap import Services
-from gateway.imap import (
+from gateway.channels.imap import (
     ImapPoller,
     backoff_delay,
     mailbox_key,
@@ -276,7 +276,7 @@ def test_failure_before_commit_leaves_the_message_unseen(
             raise Crash("the process died before the commit")
         raise OperationalError("INSERT", {}, Exception("database is unavailable"))
 
-    monkeypatch.setattr(gateway.imap, "store_email", broken_store)
+    monkeypatch.setattr(gateway.channels.imap, "store_email", broken_store)
     poller = make_poller(dovecot, services, stored)
     if failure == "crash":
         with pytest.raises(Crash):

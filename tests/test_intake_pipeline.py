@@ -9,10 +9,10 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import func, select
 
-import gateway.parse_ahead
+import gateway.serving.parse_ahead
 from gateway.bootstrap import Services
-from gateway.inbound import store_email
-from gateway.intake import (
+from gateway.channels.store import store_email
+from gateway.intake.runner import (
     MIN_BATCH,
     NotProcessable,
     Outcome,
@@ -20,7 +20,7 @@ from gateway.intake import (
     process_inbound,
     process_pending,
 )
-from gateway.parse_ahead import ParseAhead
+from gateway.serving.parse_ahead import ParseAhead
 from parsers.refs import format_ref
 from storage.models import (
     Contact,
@@ -223,7 +223,7 @@ def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) 
     def broken(*args, **kwargs):
         raise RuntimeError("intake field extraction exploded")
 
-    monkeypatch.setattr(gateway.parse_ahead, "extract_intake", broken)
+    monkeypatch.setattr(gateway.serving.parse_ahead, "extract_intake", broken)
     outcome = ingest(services, customer_mail())
     assert outcome.result.startswith("failed: RuntimeError")
     row = one(services, InboundMessage)
@@ -238,14 +238,14 @@ def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) 
 
 
 def test_a_failing_message_in_a_batch_is_quarantined_alone(services: Services, monkeypatch) -> None:
-    real = gateway.parse_ahead.extract_intake
+    real = gateway.serving.parse_ahead.extract_intake
 
     def fails_on_poison(subject: str, *args, **kwargs):
         if "poison" in subject:
             raise RuntimeError("intake field extraction exploded")
         return real(subject, *args, **kwargs)
 
-    monkeypatch.setattr(gateway.parse_ahead, "extract_intake", fails_on_poison)
+    monkeypatch.setattr(gateway.serving.parse_ahead, "extract_intake", fails_on_poison)
     ids = [
         store_email(
             services.engine,

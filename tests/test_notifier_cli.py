@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 from sqlalchemy import update
 
-from gateway.cli import cli
+from gateway.cli.commands import cli
 from storage.models import OutboxMessage
 from storage.outbox import enqueue
 from storage.uow import unit_of_work

@@ -22,8 +22,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select
 
 from gateway.bootstrap import Services
-from gateway.inbound import store_email
-from gateway.intake import process_inbound
+from gateway.channels.store import store_email
+from gateway.intake.runner import process_inbound
 from notifier.email_transport import SmtpRelay
 from storage.models import OutboxMessage
 from storage.outbox import enqueue, outbound_message_id

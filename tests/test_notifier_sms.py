@@ -22,7 +22,7 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Services
-from gateway.http import build_http_app
+from gateway.channels.http import build_http_app
 from storage.models import Contact, OutboxMessage, PhoneFlag, SmsConsent
 from storage.outbox import enqueue
 from storage.uow import unit_of_work

@@ -62,7 +62,7 @@ def test_serve_stops_cleanly_and_exits_0(tmp_path: Path, send) -> None:
     finally:
         output = stop(process)
     # The listeners, then the background process, were closed in order, not cut off.
-    assert "gateway.serve: stopped" in output
+    assert "gateway.serving.serve: stopped" in output
     assert "Aborted!" not in output and "is gone" not in output and "killing" not in output
 
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from gateway.bootstrap import Services
-from gateway.inbound import store_sms
-from gateway.intake import process_inbound
+from gateway.channels.store import store_sms
+from gateway.intake.runner import process_inbound
 from storage.models import CheckIn, Deadline, OutboxMessage, SmsConsent, Staff, Ticket, Trip
 from storage.uow import unit_of_work
 from tests.conftest import FIXED_NOW

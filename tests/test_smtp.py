@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
-from gateway.inbound_writer import InboundWriter
-from gateway.intake import process_pending
-from gateway.intake_worker import IntakeWorker
-from gateway.smtp import IntakeHandler, start_smtp_server
+from gateway.serving.group_commit import InboundWriter
+from gateway.intake.runner import process_pending
+from gateway.serving.worker import IntakeWorker
+from gateway.channels.smtp import IntakeHandler, start_smtp_server
 from storage.models import InboundMessage, OutboxMessage, Ticket
 from storage.uow import unit_of_work
 from tests.conftest import free_port, make_services

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from gateway.sms_intake import run_command
+from gateway.intake.sms import run_command
 from parsers.refs import format_ref
 from parsers.sms_commands import (
     Ack,

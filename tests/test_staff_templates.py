@@ -1,6 +1,6 @@
 """The staff-command templates, rendered from what the real workflow produces.
 
-Every command of ``workflow.staff_commands`` is run through ``gateway.sms_intake.run_command``
+Every command of ``workflow.staff_commands`` is run through ``gateway.intake.sms.run_command``
 (as the webhook does) in Chinese and in English, for the commands that are carried out
 and for each refusal reason; every notification it yields is rendered by the real
 ``Renderer`` as an SMS and as an email, with StrictUndefined catching a missing key.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sms_intake import run_command
+from gateway.intake.sms import run_command
 from notifier.render import Renderer
 from notifier.sms_text import is_gsm7, segments
 from notifier.templates import BUILTIN_DIR, PARTS, Templates

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Services
-from gateway.http import build_http_app
-from gateway.intake import process_pending
-from gateway.twilio_webhook import EMPTY_TWIML, SignedParams, signature_valid
+from gateway.channels.http import build_http_app
+from gateway.intake.runner import process_pending
+from gateway.channels.twilio_webhook import EMPTY_TWIML, SignedParams, signature_valid
 from storage.models import InboundMessage, Message, Ticket
 from storage.uow import unit_of_work
 from tests.conftest import free_port, make_services

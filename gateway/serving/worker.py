@@ -19,9 +19,9 @@ from typing import Protocol
 from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
-from gateway.intake import process_pending
-from gateway.parse_ahead import ParseAhead
-from gateway.shared_signals import Arrivals
+from gateway.intake.runner import process_pending
+from gateway.serving.parse_ahead import ParseAhead
+from gateway.serving.signals import Arrivals
 from storage.models import InboundMessage
 from storage.uow import unit_of_work
 

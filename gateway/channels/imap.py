@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from imapclient import IMAPClient
 from sqlalchemy import Engine
 
-from gateway.inbound import Stored, store_email
+from gateway.channels.store import Stored, store_email
 from storage.models import ImapCursor
 from storage.uow import session_factory, unit_of_work
 from workflow.clock import Clock

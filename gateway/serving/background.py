@@ -21,7 +21,7 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from gateway.shared_signals import Arrivals, Wake
+from gateway.serving.signals import Arrivals, Wake
 from workflow.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def run_background(
     # Imported here, in the background process only: the listeners' process, which
     # imports this module for BackgroundProcess, never parses mail.
     from gateway.bootstrap import LOG_FORMAT, build_services, system_clock
-    from gateway.intake_worker import IntakeWorker
+    from gateway.serving.worker import IntakeWorker
     from notifier.dispatcher import DispatcherThread
 
     stop_flag = threading.Event()

@@ -11,8 +11,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.bootstrap import Services
-from gateway.inbound_writer import InboundWriter
-from gateway.twilio_webhook import sms_endpoint, verified_form
+from gateway.serving.group_commit import InboundWriter
+from gateway.channels.twilio_webhook import sms_endpoint, verified_form
 from notifier.status import apply_status, status_callback_url
 from storage.uow import unit_of_work
 

@@ -1,6 +1,6 @@
 """A stored inbound SMS applied to the database: consent, a staff command, or a customer.
 
-Runs inside the intake transaction of ``gateway.intake`` (one per message): whatever the
+Runs inside the intake transaction of ``gateway.intake.runner`` (one per message): whatever the
 workflow decides (state change, deadlines, check-in, replies) commits together.
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway.bootstrap import Services
-from gateway.inbound import InboundRow
+from gateway.channels.store import InboundRow
 from parsers.intake import extract_intake
 from parsers.phones import normalize_phone
 from parsers.refs import format_ref

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from gateway.background import BackgroundProcess
+from gateway.serving.background import BackgroundProcess
 from gateway.bootstrap import Services
-from gateway.http import build_http_app
-from gateway.imap import start_pollers
-from gateway.inbound_writer import InboundWriter
-from gateway.smtp import IntakeHandler, start_smtp_server
+from gateway.channels.http import build_http_app
+from gateway.channels.imap import start_pollers
+from gateway.serving.group_commit import InboundWriter
+from gateway.channels.smtp import IntakeHandler, start_smtp_server
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Services
-from gateway.inbound import sms_row
-from gateway.inbound_writer import InboundWriter
+from gateway.channels.store import sms_row
+from gateway.serving.group_commit import InboundWriter
 
 log = logging.getLogger(__name__)
 

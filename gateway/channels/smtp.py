@@ -16,8 +16,8 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.bootstrap import Services
-from gateway.inbound import email_row
-from gateway.inbound_writer import InboundWriter
+from gateway.channels.store import email_row
+from gateway.serving.group_commit import InboundWriter
 
 log = logging.getLogger(__name__)
 

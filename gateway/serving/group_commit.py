@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from gateway.inbound import Stored, insert_rows
+from gateway.channels.store import Stored, insert_rows
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from gateway.bootstrap import (
     read_settings,
     system_clock,
 )
-from gateway.inbound import Stored, store_email, store_sms
-from gateway.views import inbound_summary, outbox_summary, ticket_detail, ticket_summary
+from gateway.channels.store import Stored, store_email, store_sms
+from gateway.cli.views import inbound_summary, outbox_summary, ticket_detail, ticket_summary
 from parsers.refs import parse_ref
 from storage.models import InboundMessage, Message, OutboxMessage, PhoneFlag, Ticket
 from storage.uow import unit_of_work
@@ -181,7 +181,7 @@ def _import(
     rows_and_errors: tuple[list[Any], list[RowError]],
     apply: Callable[[Session, list[Any], Any], Any],
 ) -> None:
-    from gateway.imports import ImportRejected
+    from gateway.cli.imports import ImportRejected
 
     rows, errors = rows_and_errors
     if errors:
@@ -208,7 +208,7 @@ def staff() -> None:
 @pass_context
 def staff_import(ctx: Context, csv_file: Path) -> None:
     """Import name,role,email,phone,supervisor_email,language,timezone rows."""
-    from gateway.imports import import_staff
+    from gateway.cli.imports import import_staff
     from parsers.roster import parse_staff_csv
 
     settings = ctx.services.settings
@@ -228,7 +228,7 @@ def customers() -> None:
 @pass_context
 def customers_import(ctx: Context, csv_file: Path) -> None:
     """Import customer,contact,email,phone,language,model,serial,shipped_on,special rows."""
-    from gateway.imports import import_customers
+    from gateway.cli.imports import import_customers
     from parsers.roster import parse_customer_csv
 
     parsed = parse_customer_csv(csv_file.read_bytes(), LANGUAGES)
@@ -351,7 +351,7 @@ def ingest_sms(ctx: Context, sender: str, body: str, to: str, sid: str) -> None:
 def _process_stored(ctx: Context, stored: Stored) -> str:
     """Processes a row this command stored; a row stored before (or taken meanwhile by a
     running ``serve``) is reported as it stands."""
-    from gateway.intake import NotProcessable, process_inbound
+    from gateway.intake.runner import NotProcessable, process_inbound
 
     if stored.created:
         try:
@@ -397,7 +397,7 @@ def _inbound_line(row: dict[str, Any]) -> str:
 @pass_context
 def inbound_replay(ctx: Context, inbound_id: int) -> None:
     """Process a quarantined (or still pending) message again."""
-    from gateway.intake import NotProcessable, process_inbound
+    from gateway.intake.runner import NotProcessable, process_inbound
 
     try:
         outcome = process_inbound(ctx.services, inbound_id)
@@ -479,7 +479,7 @@ def serve(ctx: Context) -> None:
     """Run the service: SMTP, IMAP pollers, HTTP (health, Twilio), intake, outbox."""
     if ctx.now:
         fail("serve always runs on the real clock; drop --now / SUPPORTLINE_NOW", 2)
-    from gateway import serve as serving
+    from gateway.serving import serve as serving
 
     serving.run(ctx.services)
 

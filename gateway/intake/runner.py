@@ -23,9 +23,9 @@ from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway.bootstrap import Services
-from gateway.inbound import InboundRow, claim_inbound
-from gateway.parse_ahead import ParseAhead, Reading
-from gateway.sms_intake import SmsIntake
+from gateway.channels.store import InboundRow, claim_inbound
+from gateway.serving.parse_ahead import ParseAhead, Reading
+from gateway.intake.sms import SmsIntake
 from parsers.mail import parse_email
 from parsers.refs import find_subject_ref, format_ref, tag_subject
 from parsers.reply_tokens import read_token, reply_address, split_plus_address

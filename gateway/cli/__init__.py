@@ -1,0 +1,1 @@
+"""The operator's CLI, its views of tickets, messages and the outbox, and its imports."""
