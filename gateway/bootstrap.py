@@ -53,6 +53,18 @@ def read_settings(config_path: str | None, environ: Mapping[str, str]) -> Settin
         raise SettingsError(f"{where}{exc}") from None
 
 
+def load_reply_key(settings: Settings, sessions: sessionmaker[Session], clock: Clock) -> bytes:
+    """The HMAC key of signed reply addresses: configured, else made once and stored.
+    Call it once at start-up: it may commit a transaction of its own."""
+    configured = settings.security.reply_token_key
+    if configured:
+        return configured.encode()
+    with unit_of_work(sessions) as session:
+        value = get_or_create_secret(session, "reply_token_key", clock())
+        session.commit()
+    return value.encode()
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -60,7 +72,6 @@ class Services:
     sessions: sessionmaker[Session]
     clock: Clock
     _calendar: BusinessCalendar | None = field(default=None, repr=False)
-    _reply_key: bytes | None = field(default=None, repr=False)
     _email_transport: EmailTransport | None = field(default=None, repr=False)
     _sms_transport: SmsTransport | None = field(default=None, repr=False)
     _dispatcher: Dispatcher | None = field(default=None, repr=False)
@@ -73,19 +84,6 @@ class Services:
 
             self._calendar = business_calendar(self.settings)
         return self._calendar
-
-    def reply_key(self) -> bytes:
-        """The HMAC key of signed reply addresses: configured, else made once and stored."""
-        if self._reply_key is None:
-            configured = self.settings.security.reply_token_key
-            if configured:
-                self._reply_key = configured.encode()
-            else:
-                with unit_of_work(self.sessions) as session:
-                    value = get_or_create_secret(session, "reply_token_key", self.clock())
-                    session.commit()
-                self._reply_key = value.encode()
-        return self._reply_key
 
     # --- the notifier's transports: built once, on first use -----------------------------
     # The notifier (templates, the Twilio client) is imported on first use as well:

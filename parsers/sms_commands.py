@@ -31,12 +31,14 @@ A reference is what ``parsers.refs.parse_ref`` reads — ``SL-000042``, ``SL-42`
 arguments. A bare number (``ACCEPT 42``) is *not* a reference: times, phone numbers and
 counts are numbers too, and acting on the wrong ticket is worse than asking again.
 Who may send what, and which ticket a command without a reference means, is decided by
-``workflow.staff_commands``; this module only reads the text.
+``workflow.commands``; this module only reads the text. A command's ``verb`` and its
+field names are the contract with ``workflow.commands.sms.run_command``: each field is
+passed by name to the workflow function of that verb.
 
 Carrier keywords (``STOP``, ``退订``, ``T``, ``START``, ``HELP``…) count only as the whole
 message, as carriers and Twilio treat them, so "stop by at 3pm" is not an opt-out. A
 bare ``HELP`` is therefore ``Consent(HELP)``, not ``Help``: the carrier answers it for a
-customer, and ``workflow.staff_commands.consent_keyword`` adds the usage for staff.
+customer, and ``workflow.commands.sms.consent_keyword`` adds the usage for staff.
 """
 
 from __future__ import annotations

@@ -12,9 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, insert, update
-from sqlalchemy.orm import Session
 
-from storage.models import Deadline, Event, Ticket
+from storage.models import Deadline, Event
 from storage.outbox import enqueue
 from workflow.tickets import Decision, Notification, StartDeadline
 
@@ -63,22 +62,9 @@ def deadline_row(start: StartDeadline, **links: int | None) -> dict[str, Any]:
     }
 
 
-def new_deadline(start: StartDeadline, **links: int | None) -> Deadline:
-    """``deadline_row`` as an ORM object, for a session that adds it."""
-    return Deadline(**deadline_row(start, **links))
-
-
-def apply_decision(
-    session: Session, ticket: Ticket, decision: Decision, now: datetime, **recording: Any
-) -> list[int]:
-    """``record_decision`` (``recording``: its keywords) for a ticket the session holds,
-    its state set too; returns the ids of outbox rows it created."""
-    ticket.state = decision.state.value
-    ticket.updated_at = now
-    session.flush()  # the ticket needs its id, and its deadlines must be in the table
-    return record_decision(
-        session.connection(), ticket.id, ticket.owner_id, decision, now, **recording
-    )
+def insert_deadline(connection: Connection, start: StartDeadline, **links: int | None) -> None:
+    """Starts one clock (``deadline_row``) outside a ticket decision: a check-in's."""
+    connection.execute(_INSERT_DEADLINE, deadline_row(start, **links))
 
 
 def record_decision(
@@ -120,15 +106,30 @@ def record_decision(
         )
         if is_new:
             created.append(outbox_id)
+    detail = {"state": decision.state.value, **(detail or {})}
+    record_event(connection, ticket_id, decision.event, now, actor=actor, via=via, detail=detail)
+    return created
+
+
+def record_event(
+    connection: Connection,
+    ticket_id: int | None,
+    kind: str,
+    now: datetime,
+    *,
+    actor: str,
+    via: str,
+    detail: dict[str, Any],
+) -> None:
+    """One line of the audit trail: what happened, to which ticket (if any), by whom."""
     connection.execute(
         _INSERT_EVENT,
         {
             "at": now,
             "ticket_id": ticket_id,
-            "kind": decision.event,
+            "kind": kind,
             "actor": actor,
             "via": via,
-            "detail": {"state": decision.state.value, **(detail or {})},
+            "detail": detail,
         },
     )
-    return created

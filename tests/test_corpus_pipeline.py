@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from gateway.channels.store import store_email
 from gateway.intake.runner import process_pending
+from gateway.intake.service import build_intake
 from storage.models import InboundMessage
 from storage.uow import unit_of_work
 from tests.conftest import CORPUS, FIXED_NOW, make_services
@@ -33,7 +34,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Path, tup
     for path in ALL_EMAILS:
         raw = path.read_bytes()
         row_of[path] = store_email(services.engine, raw, source="corpus", received_at=FIXED_NOW)
-    process_pending(services)
+    process_pending(build_intake(services))
     with unit_of_work(services.sessions) as session:
         rows = {r.id: (r.state, r.result or "") for r in session.scalars(select(InboundMessage))}
     services.close()

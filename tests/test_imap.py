@@ -496,7 +496,13 @@ def test_start_pollers_isolates_a_failing_mailbox_and_stops_cleanly(
     services = make_services(sqlite_url, imap={"mailboxes": [bad, good]})
     stored: list[int] = []
     dovecot.append(mail(1))
-    pollers = start_pollers(services, stored.append, idle_slice_seconds=0.2)
+    pollers = start_pollers(
+        services.settings.imap.mailboxes,
+        services.engine,
+        services.clock,
+        stored.append,
+        idle_slice_seconds=0.2,
+    )
     try:
         assert len(pollers.threads) == 2
         wait_until(lambda: len(stored) == 1, timeout=5)

@@ -5,22 +5,25 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from email.message import EmailMessage
+from functools import partial
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
 
-import gateway.serving.parse_ahead
+import gateway.intake.reading
 from gateway.bootstrap import Services
 from gateway.channels.store import store_email
 from gateway.intake.runner import (
-    MIN_BATCH,
+    IntakeResult,
     NotProcessable,
-    Outcome,
     process_batch,
     process_inbound,
     process_pending,
 )
+from gateway.intake.service import build_intake
 from gateway.serving.parse_ahead import ParseAhead
+from gateway.serving.worker import MIN_BATCH, batch_gives_way
 from parsers.refs import format_ref
 from storage.models import (
     Contact,
@@ -38,11 +41,11 @@ from tests.mailbuild import customer_mail
 from workflow.fault_types import DEFAULT_FAULT_TYPES
 
 
-def ingest(services: Services, raw: bytes, to: tuple[str, ...] = ()) -> Outcome:
+def ingest(services: Services, raw: bytes, to: tuple[str, ...] = ()) -> IntakeResult:
     stored = store_email(
         services.engine, raw, source="test", received_at=services.clock(), envelope_to=to
     )
-    return process_inbound(services, stored.inbound_id)
+    return process_inbound(build_intake(services), stored.inbound_id)
 
 
 def one(services: Services, model, *where):
@@ -192,9 +195,9 @@ def test_the_same_bytes_twice_are_one_row_and_one_ticket(services: Services) -> 
     first = store_email(services.engine, raw, source="smtp", received_at=FIXED_NOW)
     again = store_email(services.engine, raw, source="imap", received_at=FIXED_NOW)
     assert first.created and not again.created and first.inbound_id == again.inbound_id
-    process_inbound(services, first.inbound_id)
+    process_inbound(build_intake(services), first.inbound_id)
     with pytest.raises(NotProcessable):
-        process_inbound(services, first.inbound_id)
+        process_inbound(build_intake(services), first.inbound_id)
     assert count(services, Ticket) == 1 and count(services, InboundMessage) == 1
 
 
@@ -223,7 +226,7 @@ def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) 
     def broken(*args, **kwargs):
         raise RuntimeError("intake field extraction exploded")
 
-    monkeypatch.setattr(gateway.serving.parse_ahead, "extract_intake", broken)
+    monkeypatch.setattr(gateway.intake.reading, "extract_record_fields", broken)
     outcome = ingest(services, customer_mail())
     assert outcome.result.startswith("failed: RuntimeError")
     row = one(services, InboundMessage)
@@ -231,21 +234,21 @@ def test_failure_is_quarantined_and_replayable(services: Services, monkeypatch) 
     assert row.attempts == 1
     assert count(services, Ticket) == 0 and count(services, OutboxMessage) == 0
     monkeypatch.undo()
-    replayed = process_inbound(services, row.id)
+    replayed = process_inbound(build_intake(services), row.id)
     assert replayed.result == f"ticket {format_ref(1)} opened"
     row = one(services, InboundMessage)
     assert (row.state, row.attempts) == ("processed", 2)
 
 
 def test_a_failing_message_in_a_batch_is_quarantined_alone(services: Services, monkeypatch) -> None:
-    real = gateway.serving.parse_ahead.extract_intake
+    real = gateway.intake.reading.extract_record_fields
 
     def fails_on_poison(subject: str, *args, **kwargs):
         if "poison" in subject:
             raise RuntimeError("intake field extraction exploded")
         return real(subject, *args, **kwargs)
 
-    monkeypatch.setattr(gateway.serving.parse_ahead, "extract_intake", fails_on_poison)
+    monkeypatch.setattr(gateway.intake.reading, "extract_record_fields", fails_on_poison)
     ids = [
         store_email(
             services.engine,
@@ -255,7 +258,7 @@ def test_a_failing_message_in_a_batch_is_quarantined_alone(services: Services, m
         ).inbound_id
         for i, subject in enumerate(["first", "poison", "third"])
     ]
-    outcomes = {o.inbound_id: o.result for o in process_pending(services)}
+    outcomes = {o.inbound_id: o.result for o in process_pending(build_intake(services))}
     assert outcomes[ids[1]].startswith("failed: RuntimeError")
     assert outcomes[ids[0]].endswith("opened") and outcomes[ids[2]].endswith("opened")
     assert count(services, InboundMessage, InboundMessage.state == "processed") == 2
@@ -280,7 +283,7 @@ def test_two_workers_racing_on_one_message_id_open_one_ticket(postgres_url: str)
 
     def work(inbound_id: int) -> None:
         start.wait()
-        results.append(process_inbound(services, inbound_id).result)
+        results.append(process_inbound(build_intake(services), inbound_id).result)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in ids]
     for thread in threads:
@@ -293,9 +296,9 @@ def test_two_workers_racing_on_one_message_id_open_one_ticket(postgres_url: str)
 
 
 def test_parse_ahead_hands_over_what_its_thread_read_and_parses_the_rest_here() -> None:
-    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
+    ahead = ParseAhead(sessionmaker(), DEFAULT_FAULT_TYPES)  # rows handed in: no database
     try:
-        ahead.submit([(1, customer_mail(subject="parsed ahead"))], known_models=("XP-3000",))
+        ahead.submit([(1, customer_mail(subject="parsed ahead"))], models=("XP-3000",))
         ahead.futures[1].result(timeout=10)  # done in the helper thread
         # The worker passes the row's bytes; the helper's reading of row 1 is what it gets,
         # intake fields included.
@@ -304,7 +307,7 @@ def test_parse_ahead_hands_over_what_its_thread_read_and_parses_the_rest_here() 
         assert first.fields is not None and first.fields.machine_model == "XP-3000"
         second = ahead.reading(2, customer_mail(subject="never submitted"))
         assert (second.parsed.subject, second.fields) == ("never submitted", None)
-        ahead.submit([(3, customer_mail()), (4, customer_mail())], known_models=())
+        ahead.submit([(3, customer_mail()), (4, customer_mail())], models=())
         ahead.forget_through(3)
         assert list(ahead.futures) == [4]
     finally:
@@ -318,11 +321,11 @@ def test_parse_ahead_counts_raw_bytes_until_read_then_what_the_reading_holds() -
     log = bytes(range(256)) * 120  # 30 KB, base64 in the raw mail: a third more
     mail.add_attachment(log, maintype="application", subtype="octet-stream", filename="e.log")
     raw = mail.as_bytes()
-    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
+    ahead = ParseAhead(sessionmaker(), DEFAULT_FAULT_TYPES)  # rows handed in: no database
     try:
         gate = threading.Event()
         ahead.pool.submit(gate.wait, 10)  # keeps the helper busy: row 1 waits, unread
-        ahead.submit([(1, raw)], known_models=())
+        ahead.submit([(1, raw)], models=())
         assert ahead.held_bytes == len(raw)
         gate.set()
         ahead.futures[1].result(timeout=10)
@@ -345,7 +348,7 @@ def test_while_held_back_the_worker_parses_ahead_within_its_byte_budget(
     for raw in rows:
         store_email(services.engine, raw, source="test", received_at=FIXED_NOW)
     # Room for three ordinary messages; message 2 is larger than the whole budget.
-    ahead = ParseAhead(DEFAULT_FAULT_TYPES, budget_bytes=3 * size + 10)
+    ahead = ParseAhead(services.sessions, DEFAULT_FAULT_TYPES, budget_bytes=3 * size + 10)
     taken_while_held: list[list[int]] = []
 
     def hold(meanwhile) -> None:
@@ -354,7 +357,7 @@ def test_while_held_back_the_worker_parses_ahead_within_its_byte_budget(
             taken_while_held.append(sorted(ahead.futures))
 
     try:
-        outcomes = process_pending(services, batch_size=8, hold=hold, ahead=ahead)
+        outcomes = process_pending(build_intake(services), batch_size=8, hold=hold, reader=ahead)
     finally:
         ahead.close()
     # The big message is left for the worker to parse itself; the rest go ahead in
@@ -371,7 +374,7 @@ def test_a_model_added_to_the_customer_file_after_reading_ahead_is_still_recogni
 ) -> None:
     raw = customer_mail("Our ZX-900 jams on every page.", subject="jam", sender="c@example.cn")
     store_email(services.engine, raw, source="test", received_at=FIXED_NOW)
-    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
+    ahead = ParseAhead(services.sessions, DEFAULT_FAULT_TYPES)
     read_ahead = []
 
     def hold(meanwhile) -> None:
@@ -385,7 +388,7 @@ def test_a_model_added_to_the_customer_file_after_reading_ahead_is_still_recogni
             session.commit()
 
     try:
-        process_pending(services, hold=hold, ahead=ahead)
+        process_pending(build_intake(services), hold=hold, reader=ahead)
     finally:
         ahead.close()
     fields = read_ahead[0].fields
@@ -402,9 +405,9 @@ def test_a_backlog_processed_with_parse_ahead_opens_the_same_tickets(services: S
             source="test",
             received_at=FIXED_NOW,
         )  # fmt: skip
-    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
+    ahead = ParseAhead(services.sessions, DEFAULT_FAULT_TYPES)
     try:
-        outcomes = process_pending(services, batch_size=8, ahead=ahead)
+        outcomes = process_pending(build_intake(services), batch_size=8, reader=ahead)
     finally:
         ahead.close()
     assert [o.result for o in outcomes] == [f"ticket {format_ref(i)} opened" for i in range(1, 41)]
@@ -424,8 +427,10 @@ def test_a_batch_gives_way_to_arrivals_after_its_minimum(services: Services) -> 
         ).inbound_id
         for i in range(MIN_BATCH + 4)
     ]
-    outcomes, done_through = process_batch(services, ids, give_way=lambda: True)
+    intake = build_intake(services)
+    arrivals = partial(batch_gives_way, arriving=True, writer_waiting=False)
+    outcomes, done_through = process_batch(intake, ids, give_way=arrivals)
     assert len(outcomes) == MIN_BATCH and done_through == ids[MIN_BATCH - 1]
     assert count(services, InboundMessage, InboundMessage.state == "pending") == 4
-    outcomes, done_through = process_batch(services, ids[MIN_BATCH:])  # nobody arriving
+    outcomes, done_through = process_batch(intake, ids[MIN_BATCH:])  # nobody arriving
     assert len(outcomes) == 4 and done_through == ids[-1]

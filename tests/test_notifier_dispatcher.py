@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
-from notifier.dispatcher import Dispatcher, DispatcherThread, PassReport
+from notifier.dispatcher import Dispatcher
+from notifier.dispatcher_thread import DispatcherThread
 from notifier.errors import UnknownOutcome
+from notifier.recording import PassReport
 from notifier.transports import build_renderer
 from storage.models import OutboxMessage
 from storage.outbox import enqueue

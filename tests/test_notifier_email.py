@@ -24,6 +24,7 @@ from sqlalchemy import select
 from gateway.bootstrap import Services
 from gateway.channels.store import store_email
 from gateway.intake.runner import process_inbound
+from gateway.intake.service import build_intake
 from notifier.email_transport import SmtpRelay
 from storage.models import OutboxMessage
 from storage.outbox import enqueue, outbound_message_id
@@ -126,7 +127,7 @@ def test_acknowledgement_reaches_the_relay_threaded_and_multipart(db_url: str, s
         headers={"References": "<older@huadong.example.cn>"},
     )  # fmt: skip
     stored = store_email(services.engine, raw, source="test", received_at=FIXED_NOW)
-    process_inbound(services, stored.inbound_id)
+    process_inbound(build_intake(services), stored.inbound_id)
 
     report = services.dispatcher().run_pass()
     services.close()

@@ -23,7 +23,7 @@ from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Services
 from gateway.channels.http import build_http_app
-from storage.models import Contact, OutboxMessage, PhoneFlag, SmsConsent
+from storage.models import Contact, OutboxMessage, PhoneFlag, SmsConsent, Staff
 from storage.outbox import enqueue
 from storage.uow import unit_of_work
 from tests.conftest import FIXED_NOW, SUPPORTLINE, MutableClock, free_port, make_services
@@ -212,6 +212,33 @@ def test_unsubscribed_recipient_gets_the_message_by_email(sqlite_url: str, twili
     assert len(twilio.posts_to("+8613800000006")) == 1
 
 
+def test_an_opted_out_number_of_staff_and_a_contact_falls_back_to_the_staff_address(
+    sqlite_url: str, twilio: StandIn
+) -> None:
+    """One rule with the intake (``workflow.reach.fallback_email``): the staff member first."""
+    phone = "+8613800000016"
+    services = sms_services(sqlite_url, twilio)
+    with unit_of_work(services.sessions) as session:
+        session.add_all([
+            Contact(name="王强", email="wq@huadong.example.cn", phone=phone, created_at=FIXED_NOW),
+            Staff(name="王强", role="engineer", email="wq@support.example.com", phone=phone,
+                  language="zh-CN", timezone="Asia/Shanghai", created_at=FIXED_NOW,
+                  updated_at=FIXED_NOW),
+        ])  # fmt: skip
+        session.commit()
+    twilio.script(phone, "21610")
+    row_id = queue_sms(services, phone)
+    services.dispatcher().run_pass()
+    with unit_of_work(services.sessions) as session:
+        twin = session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "email")).one()
+    refused = row(services, row_id)
+    services.close()
+    assert twin.to_address == "wq@support.example.com"
+    assert twin.idempotency_key == f"sms:{phone}:email"
+    assert refused.status == "failed"
+    assert "by email to wq@support.example.com" in (refused.last_error or "")
+
+
 def test_configuration_error_alerts_and_stops_sms(sqlite_url: str, twilio: StandIn) -> None:
     services = sms_services(sqlite_url, twilio)
     twilio.script("+8613800000007", "20003")
@@ -267,8 +294,8 @@ def http_service(services: Services) -> Iterator[str]:
     """The service's real HTTP app on uvicorn, on a free port."""
     port = free_port()
     config = uvicorn.Config(
-        build_http_app(services), host="127.0.0.1", port=port, log_level="warning",
-        lifespan="off",
+        build_http_app(services.settings, services.engine, services.sessions, services.clock),
+        host="127.0.0.1", port=port, log_level="warning", lifespan="off",
     )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from gateway.bootstrap import Services
 from gateway.channels.store import store_sms
 from gateway.intake.runner import process_inbound
+from gateway.intake.service import build_intake
 from storage.models import CheckIn, Deadline, OutboxMessage, SmsConsent, Staff, Ticket, Trip
 from storage.uow import unit_of_work
 from tests.conftest import FIXED_NOW
@@ -28,7 +29,7 @@ def text(services: Services, sender: str, body: str, sid: str | None = None) -> 
         "MessageSid": sid or f"SM{next(_sid):032d}",
     }
     stored = store_sms(services.engine, form, source="test", received_at=services.clock())
-    return process_inbound(services, stored.inbound_id).result
+    return process_inbound(build_intake(services), stored.inbound_id).result
 
 
 @pytest.fixture

@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.bootstrap import Services
-from gateway.serving.group_commit import InboundWriter
+from gateway.channels.smtp import SmtpHandler, start_smtp_server
 from gateway.intake.runner import process_pending
+from gateway.intake.service import build_intake
+from gateway.serving.group_commit import InboundWriter
 from gateway.serving.worker import IntakeWorker
-from gateway.channels.smtp import IntakeHandler, start_smtp_server
 from storage.models import InboundMessage, OutboxMessage, Ticket
 from storage.uow import unit_of_work
 from tests.conftest import free_port, make_services
@@ -52,13 +53,14 @@ def run_server(
     thread.start()
     worker = None
     if on_stored is None:  # the real path: the intake worker is woken after each store
-        worker = IntakeWorker(services)
+        worker = IntakeWorker(services.sessions, lambda: build_intake(services))
         on_stored = worker.wake
     port = free_port()
     writer = InboundWriter(services.engine, on_stored)
-    handler = IntakeHandler(services, writer)
+    handler = SmtpHandler(services.settings.smtp.domains, services.clock, writer.store)
+    max_bytes = services.settings.smtp.max_message_bytes
     server = asyncio.run_coroutine_threadsafe(
-        start_smtp_server(services, handler, "127.0.0.1", port), loop
+        start_smtp_server(handler, "127.0.0.1", port, max_bytes), loop
     ).result(10)
     try:
         yield RunningServer(services, port, worker)
@@ -207,5 +209,5 @@ def test_stored_mail_survives_a_processing_crash(db_url: str) -> None:
         with server.client() as client:
             client.sendmail("zw@huadong.example.cn", [SUPPORT], customer_mail())
         assert server.count(InboundMessage) == 1 and server.count(Ticket) == 0
-        outcomes = process_pending(server.services)
+        outcomes = process_pending(build_intake(server.services))
         assert [o.result for o in outcomes] == ["ticket SL-000001 opened"]

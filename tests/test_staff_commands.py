@@ -2,47 +2,59 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import inspect
+from dataclasses import fields, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import get_args
 
 import pytest
 
-from gateway.intake.sms import run_command
 from parsers.refs import format_ref
 from parsers.sms_commands import (
     Ack,
+    SmsCommand,
+    Verb,
     parse_sms,
     usage_text,
 )
 from workflow.calendar import build_calendar
-from workflow.settings import PolicySettings
-from workflow.staff_commands import (
+from workflow.commands.base import (
     CheckInView,
+    CommandOutcome,
     CommandResult,
     Facts,
     Inbound,
-    Outcome,
     Refusal,
     Rules,
-    SmsRoute,
     StaffView,
     TicketView,
     TripView,
+)
+from workflow.commands.sms import (
+    COMMANDS,
+    SmsRoute,
+    consent_keyword,
+    route_sms,
+    run_command,
+    unrecognised_text,
+    usage_reply,
+)
+from workflow.commands.tickets import (
     accept_ticket,
-    acknowledge_checkins,
     assign_ticket,
     confirm_ticket,
-    consent_keyword,
     escalate_ticket,
+    resolve_ticket,
+)
+from workflow.commands.trips import (
+    acknowledge_checkins,
     record_arrival,
     record_checkin,
     report_eta,
     resolve_eta,
-    resolve_ticket,
-    route_sms,
-    sms_or_email,
-    unrecognised_text,
 )
+from workflow.reach import sms_or_email
+from workflow.settings import PolicySettings
 from workflow.tickets import DeadlineKind, Notification, TicketState
 
 RULES = Rules(build_calendar(), PolicySettings())
@@ -80,7 +92,7 @@ def inbound(sender: StaffView, now: datetime = NOW, key: str = "sms:100") -> Inb
 
 def assert_refused(result: CommandResult, reason: Refusal) -> None:
     """A refusal changes nothing and still answers the sender."""
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is CommandOutcome.REFUSED
     assert result.refusal is reason
     assert result.decision is None and result.checkin is None and result.acknowledgement is None
     assert result.reply is not None and result.reply.template == "sms_refused"
@@ -93,7 +105,7 @@ def assert_refused(result: CommandResult, reason: Refusal) -> None:
 def test_accept_starts_handling_and_stops_triage() -> None:
     facts = Facts(tickets=(ticket(42, TicketState.ASSIGNED),), staff=STAFF)
     result = accept_ticket(inbound(WANG), facts, RULES, 42)
-    assert result.outcome is Outcome.APPLIED and result.ticket_id == 42
+    assert result.outcome is CommandOutcome.APPLIED and result.ticket_id == 42
     assert result.decision is not None
     assert result.decision.state is TicketState.ACCEPTED
     assert DeadlineKind.TRIAGE in result.decision.stop
@@ -187,7 +199,7 @@ def test_confirm_by_the_supervisor_stops_the_confirmation_clock() -> None:
     assert result.decision.stop == (DeadlineKind.CONFIRMATION,)
     assert result.ticket_update is not None and result.ticket_update.confirmed_at == NOW
     # A manager may confirm any ticket; another supervisor may not confirm Zhang's.
-    assert confirm_ticket(inbound(MA), facts, RULES, 42).outcome is Outcome.APPLIED
+    assert confirm_ticket(inbound(MA), facts, RULES, 42).outcome is CommandOutcome.APPLIED
     assert_refused(confirm_ticket(inbound(SUN), facts, RULES, 42), Refusal.NOT_YOURS)
     assert_refused(confirm_ticket(inbound(WANG), facts, RULES, 42), Refusal.WRONG_ROLE)
 
@@ -374,7 +386,7 @@ def test_free_text_is_a_checkin_only_for_an_engineer_on_a_trip() -> None:
     assert result.checkin is not None and result.checkin.body == "客户现场调试中"
 
     at_home = unrecognised_text(inbound(WANG), Facts(staff=STAFF), RULES, "客户现场调试中", usage)
-    assert at_home.outcome is Outcome.REPLIED and at_home.checkin is None
+    assert at_home.outcome is CommandOutcome.REPLIED and at_home.checkin is None
     assert at_home.reply is not None and at_home.reply.template == "sms_usage"
     assert at_home.reply.context["usage"] == usage
 
@@ -466,7 +478,8 @@ def test_an_engineers_ok_acknowledges_nothing() -> None:
 
 def dispatch(text: str, sender: StaffView, facts: Facts, now: datetime = NOW) -> CommandResult:
     """Runs an SMS text the way the webhook does: parsed, then the workflow function."""
-    return run_command(parse_sms(text), inbound(sender, now), facts, RULES)
+    usage = usage_text(sender.role, sender.language)
+    return run_command(parse_sms(text), inbound(sender, now), facts, RULES, usage)
 
 
 @pytest.mark.parametrize(
@@ -499,7 +512,7 @@ def test_commands_from_the_right_person_change_the_ticket(
         staff=STAFF,
     )
     result = dispatch(text, sender, facts)
-    assert result.outcome is Outcome.APPLIED, result
+    assert result.outcome is CommandOutcome.APPLIED, result
     assert result.decision is not None and result.decision.state is after
     assert result.reply is not None and result.reply.recipient == sender.phone
 
@@ -517,7 +530,7 @@ def test_commands_from_the_wrong_person_are_refused_with_a_reply(
 ) -> None:
     facts = Facts(tickets=(ticket(42, TicketState.RESOLVED),), checkins=_pending(), staff=STAFF)
     result = dispatch(text, sender, facts)
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is CommandOutcome.REFUSED
     assert result.decision is None and result.acknowledgement is None
     assert result.reply is not None and result.reply.recipient == sender.phone
 
@@ -534,6 +547,18 @@ def test_unreadable_staff_messages_get_the_usage_in_their_language() -> None:
         assert result.reply is not None and result.reply.template == "sms_usage"
         assert fragment in result.reply.context["usage"]
         assert result.reply.language == sender.language
+
+
+def test_the_command_table_takes_every_verb_and_every_field_of_the_parser() -> None:
+    """The table is keyed by verb (workflow does not import parsers): a verb or a field
+    renamed on one side only fails here, not on a live SMS."""
+    assert set(COMMANDS) == {verb.value for verb in Verb}
+    for command in get_args(SmsCommand):
+        function = COMMANDS[command.verb]
+        if function is usage_reply:
+            continue  # HELP and a carrier keyword: the usage, whatever their fields
+        parameters = inspect.signature(function).parameters
+        assert {field.name for field in fields(command)} <= set(parameters), command
 
 
 def test_a_customers_ok_is_a_customer_message_not_an_acknowledgement() -> None:

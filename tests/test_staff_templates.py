@@ -1,6 +1,6 @@
 """The staff-command templates, rendered from what the real workflow produces.
 
-Every command of ``workflow.staff_commands`` is run through ``gateway.intake.sms.run_command``
+Every command of ``workflow.commands`` is run through ``workflow.commands.sms.run_command``
 (as the webhook does) in Chinese and in English, for the commands that are carried out
 and for each refusal reason; every notification it yields is rendered by the real
 ``Renderer`` as an SMS and as an email, with StrictUndefined catching a missing key.
@@ -17,15 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.intake.sms import run_command
 from notifier.render import Renderer
 from notifier.sms_text import is_gsm7, segments
 from notifier.templates import BUILTIN_DIR, PARTS, Templates
 from parsers.refs import format_ref
 from parsers.sms_commands import parse_sms, usage_text
 from workflow.calendar import build_calendar
-from workflow.settings import PolicySettings
-from workflow.staff_commands import (
+from workflow.commands.base import (
     CheckInView,
     CommandResult,
     Facts,
@@ -36,10 +34,12 @@ from workflow.staff_commands import (
     TicketView,
     TripView,
 )
+from workflow.commands.sms import run_command
+from workflow.settings import PolicySettings
 from workflow.tickets import Notification, TicketState
 
 ROOT = Path(__file__).resolve().parents[1]
-STAFF_COMMANDS = ROOT / "workflow" / "staff_commands.py"
+COMMAND_MODULES = sorted((ROOT / "workflow" / "commands").glob("*.py"))
 LANGUAGES = ("zh-CN", "en")
 TEMPLATE_NAMES = (
     "sms_refused", "sms_usage", "sms_reply_accepted", "sms_reply_arrived", "sms_reply_eta",
@@ -149,7 +149,9 @@ def pending(team: Team) -> tuple[CheckInView, ...]:
 
 def dispatch(text: str, sender: StaffView, facts: Facts, channel: str = "sms") -> CommandResult:
     """An SMS text run the way the webhook runs it: parsed, then the workflow function."""
-    return run_command(parse_sms(text), Inbound(sender, NOW, "sms:100", channel), facts, RULES)
+    message = Inbound(sender, NOW, "sms:100", channel)
+    usage = usage_text(sender.role, sender.language)
+    return run_command(parse_sms(text), message, facts, RULES, usage)
 
 
 def notes_of(result: CommandResult) -> list[Notification]:
@@ -290,10 +292,12 @@ def sms_of(note: Notification) -> str:
 
 
 def _template_names_in_workflow() -> set[str]:
-    """The template argument of every Notification(...), _reply(...) and _to_staff(...)."""
-    position = {"Notification": 1, "_reply": 1, "_to_staff": 2}
+    """The template argument of every Notification(...), reply_to_sender(...) and
+    notification_to_staff(...) in ``workflow/commands/``."""
+    position = {"Notification": 1, "reply_to_sender": 1, "notification_to_staff": 2}
     names = set()
-    for node in ast.walk(ast.parse(STAFF_COMMANDS.read_text(encoding="utf-8"))):
+    trees = [ast.parse(path.read_text(encoding="utf-8")) for path in COMMAND_MODULES]
+    for node in (node for tree in trees for node in ast.walk(tree)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             index = position.get(node.func.id)
             if index is not None and len(node.args) > index:

@@ -267,7 +267,7 @@ def test_a_writer_of_another_process_waits_its_turn_and_is_seen_waiting(
     import sys
     import time
 
-    from storage.db import writers_waiting
+    from storage.sqlite_writers import writers_waiting
     from tests.conftest import ROOT
 
     engine = create_db_engine(sqlite_url)

@@ -17,8 +17,9 @@ from twilio.request_validator import RequestValidator
 
 from gateway.bootstrap import Services
 from gateway.channels.http import build_http_app
-from gateway.intake.runner import process_pending
 from gateway.channels.twilio_webhook import EMPTY_TWIML, SignedParams, signature_valid
+from gateway.intake.runner import process_pending
+from gateway.intake.service import build_intake
 from storage.models import InboundMessage, Message, Ticket
 from storage.uow import unit_of_work
 from tests.conftest import free_port, make_services
@@ -78,7 +79,11 @@ def webhook(db_url: str) -> Iterator[Webhook]:
     )
     port = free_port()
     config = uvicorn.Config(
-        build_http_app(services), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        build_http_app(services.settings, services.engine, services.sessions, services.clock),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -108,7 +113,7 @@ def test_signed_sms_is_stored_answered_and_becomes_a_ticket(webhook: Webhook) ->
     assert response.text == EMPTY_TWIML
     assert response.headers["content-type"].startswith("application/xml")
     assert webhook.count(InboundMessage) == 1
-    process_pending(webhook.services)
+    process_pending(build_intake(webhook.services))
     assert webhook.count(Ticket) == 1
 
 
@@ -155,7 +160,7 @@ def test_a_replayed_message_sid_has_one_effect(webhook: Webhook) -> None:
     assert first.status_code == again.status_code == 200
     assert first.text == again.text
     assert webhook.count(InboundMessage) == 1
-    process_pending(webhook.services)
+    process_pending(build_intake(webhook.services))
     assert webhook.count(Ticket) == 1 and webhook.count(Message) == 1
 
 
@@ -179,7 +184,7 @@ def test_the_same_message_sid_arriving_concurrently_is_stored_once(webhook: Webh
 )
 def test_bodies_arrive_whole(webhook: Webhook, body: str) -> None:
     assert webhook.post(sms(body)).status_code == 200
-    process_pending(webhook.services)
+    process_pending(build_intake(webhook.services))
     with unit_of_work(webhook.services.sessions) as session:
         assert session.scalars(select(Message.body)).one() == body.strip()
 
@@ -188,7 +193,7 @@ def test_media_only_message_is_kept(webhook: Webhook) -> None:
     media = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"
     form = sms("", NumMedia="1", MediaUrl0=media, MediaContentType0="image/jpeg")
     assert webhook.post(form).status_code == 200
-    process_pending(webhook.services)
+    process_pending(build_intake(webhook.services))
     with unit_of_work(webhook.services.sessions) as session:
         body = session.scalars(select(Message.body)).one()
     assert "[1 media attachment(s)]" in body and media in body

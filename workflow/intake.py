@@ -1,9 +1,15 @@
-"""Where an inbound email goes: a new intake record, a reply on one, or nowhere (and why)."""
+"""The intake's rules: where an inbound message goes, whom a new ticket is filed under,
+whether it is acknowledged, and what a bounce marks.
+
+Pure functions over plain values; ``gateway/intake/`` loads the facts, asks here, and
+writes what comes back.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 
@@ -65,6 +71,97 @@ def route_email(
             reason="subject reference from a sender who is not on that ticket",
         )
     return Routing(Route.NEW_TICKET, reason="new request")
+
+
+def sms_thread(
+    latest_open: tuple[int, datetime] | None, now: datetime, window_days: int
+) -> int | None:
+    """The ticket a customer's text joins: their most recently updated open ticket
+    (``(id, updated_at)``), if it moved within ``window_days``; None opens a new one.
+    A text carries no thread headers, so recency is the only clue.
+
+    >>> from datetime import UTC
+    >>> now = datetime(2026, 11, 25, tzinfo=UTC)
+    >>> sms_thread((7, now - timedelta(days=3)), now, 14)
+    7
+    >>> sms_thread((7, now - timedelta(days=15)), now, 14) is None
+    True
+    """
+    if latest_open is None:
+        return None
+    ticket_id, updated_at = latest_open
+    return ticket_id if updated_at >= now - timedelta(days=window_days) else None
+
+
+@dataclass(frozen=True)
+class FiledContact:
+    """The sender as the customer file knows them (filed on first contact)."""
+
+    id: int
+    customer_id: int | None
+    name: str | None
+    phone: str | None
+    email: str | None
+    language: str | None
+
+
+@dataclass(frozen=True)
+class FiledMachine:
+    """A machine of the customer file, found by the serial number a message gave."""
+
+    id: int
+    model: str
+    customer_id: int | None
+
+
+def customer_of(contact: FiledContact | None, machine: FiledMachine | None) -> int | None:
+    """The customer a new ticket is filed under: the sender's own company, else the
+    owner of the machine whose serial the message gave.
+
+    >>> customer_of(None, FiledMachine(3, "TS-300", 12))
+    12
+    """
+    if contact is not None and contact.customer_id is not None:
+        return contact.customer_id
+    return machine.customer_id if machine is not None else None
+
+
+def company_of(stated: str | None, customer_name: str | None) -> str | None:
+    """The company on the intake record: as the customer wrote it, else the customer
+    file's name for the customer the ticket is filed under.
+
+    >>> company_of("", "华东机械厂"), company_of("东方电子", "华东机械厂")
+    ('华东机械厂', '东方电子')
+    """
+    return stated or customer_name or None
+
+
+@dataclass(frozen=True)
+class BounceMark:
+    """What a delivery report sets on the outbox rows it names."""
+
+    status: str | None  # None: the row keeps its status
+    delivery_status: str
+    error: str
+
+
+# Only what already left can bounce: a report naming a row still queued or being sent
+# (a forgery, or a mix-up) must not stop it from going out.
+BOUNCEABLE_STATUSES = ("sent", "bounced")
+
+
+def bounce_mark(reason: str, permanent: bool, failed_recipients: tuple[str, ...]) -> BounceMark:
+    """A permanent failure (5.x.x) marks the message bounced; a delay (4.x.x) only says
+    it is still in transit somewhere, with nothing to undo (RFC 3464).
+
+    >>> bounce_mark("mailbox full", False, ()).status is None
+    True
+    """
+    recipients = ", ".join(failed_recipients)
+    error = f"bounce: {reason}" + (f" ({recipients})" if recipients else "")
+    if permanent:
+        return BounceMark("bounced", "bounced", error)
+    return BounceMark(None, "delayed", error)
 
 
 def acknowledgement_refusal(

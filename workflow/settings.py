@@ -157,6 +157,9 @@ class SmsSettings:
     twilio_api_url: str = "https://api.twilio.com"
     # A customer's text joins their most recent open ticket updated within this many days.
     thread_window_days: int = _setting(14, check=_check_positive)
+    # Acknowledgements one number may get in an hour (two auto-responders, or a number
+    # texting in a loop, RFC 3834 §2 as for mail); email has its own limit.
+    auto_replies_per_number_per_hour: int = _setting(5, check=_check_positive)
     # Notifier (issue 4). The client has no HTTP timeout of its own; empty callback URL
     # means <http.public_url>/twilio/status.
     twilio_timeout: float = _setting(10, check=_check_positive)

@@ -114,8 +114,8 @@ class TransitionError(ValueError):
     """A transition the ticket's current state does not allow."""
 
 
-# Which states each staff transition may start from. ``workflow.staff_commands`` checks
-# them first so the sender gets a reason; the functions below check again so that no
+# Which states each staff transition may start from. ``workflow.commands`` checks them
+# first so the sender gets a reason; the functions below check again so that no
 # caller can write an impossible history.
 ACCEPT_FROM = frozenset({TicketState.NEW, TicketState.ESCALATED, TicketState.ASSIGNED})
 ARRIVE_FROM = frozenset({TicketState.ACCEPTED, TicketState.ASSIGNED, TicketState.ONSITE})
@@ -163,7 +163,7 @@ def ticket_accepted(
 
 
 def engineer_arrived(state: TicketState, notify: tuple[Notification, ...] = ()) -> Decision:
-    """The engineer is on site (§4.5 item 9: first report to the supervisor)."""
+    """The engineer is on site (§4.5.9: first report to the supervisor)."""
     _require(state, ARRIVE_FROM, "record an arrival on")
     return Decision(TicketState.ONSITE, "engineer_arrived", notify=notify)
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from imapclient import IMAPClient
 from sqlalchemy import Engine
@@ -29,9 +29,6 @@ from storage.models import ImapCursor
 from storage.uow import session_factory, unit_of_work
 from workflow.clock import Clock
 from workflow.settings import ImapMailbox
-
-if TYPE_CHECKING:
-    from gateway.bootstrap import Services
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +469,9 @@ class RunningPollers:
 
 
 def start_pollers(
-    services: Services,
+    mailboxes: Sequence[ImapMailbox],
+    engine: Engine,
+    clock: Clock,
     on_stored: Callable[[int], None],
     **poller_options: Any,
 ) -> RunningPollers:
@@ -482,8 +481,8 @@ def start_pollers(
     ``ImapPoller`` (tests shorten the timers).
     """
     running = RunningPollers([], [])
-    for mailbox in services.settings.imap.mailboxes:
-        poller = ImapPoller(mailbox, services.engine, services.clock, on_stored, **poller_options)
+    for mailbox in mailboxes:
+        poller = ImapPoller(mailbox, engine, clock, on_stored, **poller_options)
         thread = threading.Thread(
             target=_run_guarded,
             args=(poller, running.stop_event),

@@ -11,37 +11,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway.bootstrap import Services
-from gateway.channels.store import email_row
-from gateway.serving.group_commit import InboundWriter
+from gateway.channels.store import Store, email_row
+from workflow.clock import Clock
 
 log = logging.getLogger(__name__)
 
 TEMPORARY_FAILURE = "451 4.3.0 Temporary local problem, please try again later"
 
 
-def smtp_server_options(services: Services) -> dict[str, Any]:
+def smtp_server_options(max_message_bytes: int) -> dict[str, Any]:
     """Keyword arguments of ``aiosmtpd.smtp.SMTP`` for our settings (serve and tests)."""
     return {
         # Advertised as SIZE (RFC 1870) and enforced with 552 by aiosmtpd.
-        "data_size_limit": services.settings.smtp.max_message_bytes,
+        "data_size_limit": max_message_bytes,
         "enable_SMTPUTF8": True,
         "decode_data": False,
         "ident": "Supportline ESMTP",
     }
 
 
-class IntakeHandler:
+class SmtpHandler:
     """aiosmtpd handler: only our domains, store before 250, 451 on our failures."""
 
-    def __init__(self, services: Services, writer: InboundWriter) -> None:
-        self.services = services
-        self.writer = writer
-        self.domains = {d.lower() for d in services.settings.smtp.domains}
+    def __init__(self, domains: Iterable[str], clock: Clock, store: Store) -> None:
+        self.domains = {d.lower() for d in domains}
+        self.clock = clock
+        self.store = store
 
     async def handle_RCPT(
         self,
@@ -66,12 +66,12 @@ class IntakeHandler:
         row = email_row(
             raw,
             source="smtp",
-            received_at=self.services.clock(),
+            received_at=self.clock(),
             envelope_from=envelope.mail_from,
             envelope_to=list(envelope.rcpt_tos),
         )
         try:
-            stored = await self.writer.store(row)
+            stored = await self.store(row)
         except Exception:
             log.exception("could not store a message from %s", envelope.mail_from)
             return TEMPORARY_FAILURE
@@ -85,10 +85,10 @@ class IntakeHandler:
 
 
 async def start_smtp_server(
-    services: Services, handler: IntakeHandler, host: str, port: int
+    handler: SmtpHandler, host: str, port: int, max_message_bytes: int
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-    options = smtp_server_options(services)
+    options = smtp_server_options(max_message_bytes)
     # aiosmtpd logs every command of every session at INFO: five lines per message,
     # about 6% of the listener's time under load. What was accepted is in the inbound
     # table (`supportline inbound list`); refusals and failures are logged here.

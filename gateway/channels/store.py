@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -12,20 +13,32 @@ from email.policy import compat32
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine
 
 from storage.inserts import insert_many_or_get
 from storage.models import InboundMessage
 
 log = logging.getLogger(__name__)
 
-PROCESSABLE = ("pending", "failed")  # failed: by `supportline inbound replay`
-
 
 @dataclass(frozen=True)
 class Stored:
     inbound_id: int
     created: bool  # False: the very same bytes were stored before
+
+
+# How a listener stores a row (``email_row``/``sms_row``) and waits for its commit
+# without blocking the event loop: ``serve``'s group-commit writer, or ``store_now``.
+Store = Callable[[dict[str, Any]], Awaitable[Stored]]
+
+
+def store_now(engine: Engine) -> Store:
+    """A ``Store`` that commits each row on its own, in a worker thread."""
+
+    async def store(row: dict[str, Any]) -> Stored:
+        return (await asyncio.to_thread(store_rows, engine, [row]))[0]
+
+    return store
 
 
 def header_message_id(raw: bytes) -> str | None:
@@ -144,44 +157,3 @@ def store_sms(
 ) -> Stored:
     """Commits an inbound SMS and returns its row; the same MessageSid again finds it."""
     return store_rows(engine, [sms_row(form, source=source, received_at=received_at)])[0]
-
-
-@dataclass(frozen=True)
-class InboundRow:
-    """What processing reads of a stored row."""
-
-    id: int
-    channel: str
-    raw: bytes
-    envelope_from: str | None
-    envelope_to: list[str]
-
-
-_CLAIM = (
-    select(
-        InboundMessage.id,
-        InboundMessage.channel,
-        InboundMessage.raw,
-        InboundMessage.envelope_from,
-        InboundMessage.envelope_to,
-    )
-    .where(InboundMessage.id == bindparam("inbound_id"), InboundMessage.state.in_(PROCESSABLE))
-    .with_for_update()
-)
-_STATE = select(InboundMessage.state).where(InboundMessage.id == bindparam("inbound_id"))
-
-
-def claim_inbound(connection: Connection, inbound_id: int) -> InboundRow | str:
-    """Takes a stored row for processing, inside the caller's write transaction; else
-    says what state keeps it from it.
-
-    The row stays ours until commit: ``FOR UPDATE`` locks it on PostgreSQL (a second
-    worker waits, then finds it processed), and SQLite's BEGIN IMMEDIATE holds the whole
-    database. Not an UPDATE: SQLite rewrites a whole record, raw bytes and all, for any
-    change, and the row is updated once anyway when processing ends.
-    """
-    claimed = connection.execute(_CLAIM, {"inbound_id": inbound_id}).first()
-    if claimed is None:
-        state = connection.scalar(_STATE, {"inbound_id": inbound_id})
-        return state or "missing"
-    return InboundRow(*claimed)

@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 
-from gateway.bootstrap import Services
-from gateway.channels.store import sms_row
-from gateway.serving.group_commit import InboundWriter
+from gateway.channels.store import Store, sms_row
+from workflow.clock import Clock
+from workflow.settings import SmsSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,14 @@ def _validator(token: str) -> RequestValidator:
     return RequestValidator(token)
 
 
-def auth_tokens(services: Services) -> tuple[str, ...]:
-    sms = services.settings.sms
+def auth_tokens(sms: SmsSettings) -> tuple[str, ...]:
+    """The tokens a webhook may be signed with: the current one, and the previous one
+    during a rotation."""
     return tuple(t for t in (sms.twilio_auth_token, sms.twilio_previous_auth_token) if t)
 
 
 async def verified_form(
-    request: Request, services: Services, called_url: str | None = None
+    request: Request, tokens: Sequence[str], public_url: str, called_url: str | None = None
 ) -> dict[str, str] | None:
     """The posted form if Twilio signed it, else None (and nothing is stored).
 
@@ -85,18 +86,18 @@ async def verified_form(
         params.setdefault(name, []).append(value)
     query = request.scope["query_string"].decode("utf-8", "replace")
     if called_url is None:
-        url = signed_url(services.settings.http.public_url, request.scope["path"], query)
+        url = signed_url(public_url, request.scope["path"], query)
     else:
         url = urlsplit(called_url)._replace(query=query).geturl()
     signature = request.headers.get("X-Twilio-Signature")
-    if signature_valid(auth_tokens(services), url, params, signature):
+    if signature_valid(tokens, url, params, signature):
         return {name: values[-1] for name, values in params.items()}
     log.warning("Twilio request to %s with a missing or bad signature refused", request.url.path)
     return None
 
 
 def sms_endpoint(
-    services: Services, writer: InboundWriter
+    tokens: Sequence[str], public_url: str, clock: Clock, store: Store
 ) -> Callable[[Request], Awaitable[Response]]:
     """``POST /twilio/sms``: verify, commit the raw request, answer; processing follows.
 
@@ -105,16 +106,16 @@ def sms_endpoint(
     """
 
     async def receive_sms(request: Request) -> Response:
-        form = await verified_form(request, services)
+        form = await verified_form(request, tokens, public_url)
         if form is None:
             return Response("invalid signature", status_code=403)
         if not form.get("MessageSid") or not form.get("From"):
             return Response("MessageSid and From are required", status_code=400)
         # The body as Twilio posted it (read once already: Starlette keeps it).
         raw = await request.body()
-        row = sms_row(form, source="twilio", received_at=services.clock(), raw=raw)
+        row = sms_row(form, source="twilio", received_at=clock(), raw=raw)
         try:
-            await writer.store(row)
+            await store(row)
         except Exception:
             # Not stored: a 5xx makes Twilio use the fallback URL or report the failure.
             log.exception("could not store SMS %s", form.get("MessageSid"))

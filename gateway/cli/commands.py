@@ -352,10 +352,11 @@ def _process_stored(ctx: Context, stored: Stored) -> str:
     """Processes a row this command stored; a row stored before (or taken meanwhile by a
     running ``serve``) is reported as it stands."""
     from gateway.intake.runner import NotProcessable, process_inbound
+    from gateway.intake.service import build_intake
 
     if stored.created:
         try:
-            return process_inbound(ctx.services, stored.inbound_id).result
+            return process_inbound(build_intake(ctx.services), stored.inbound_id).result
         except NotProcessable:
             return "processed meanwhile by the service; " + _inbound_state(ctx, stored.inbound_id)
     return "already stored; " + _inbound_state(ctx, stored.inbound_id)
@@ -398,9 +399,10 @@ def _inbound_line(row: dict[str, Any]) -> str:
 def inbound_replay(ctx: Context, inbound_id: int) -> None:
     """Process a quarantined (or still pending) message again."""
     from gateway.intake.runner import NotProcessable, process_inbound
+    from gateway.intake.service import build_intake
 
     try:
-        outcome = process_inbound(ctx.services, inbound_id)
+        outcome = process_inbound(build_intake(ctx.services), inbound_id)
     except NotProcessable as exc:
         fail(str(exc))
     click.echo(f"inbound #{inbound_id}: {outcome.result}")

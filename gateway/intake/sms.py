@@ -1,12 +1,12 @@
-"""A stored inbound SMS applied to the database: consent, a staff command, or a customer.
+"""One stored SMS, inside the intake transaction: consent, a staff command, or a customer.
 
-Runs inside the intake transaction of ``gateway.intake.runner`` (one per message): whatever the
-workflow decides (state change, deadlines, check-in, replies) commits together.
+Load the facts, ask ``workflow`` (``workflow.commands`` for staff, ``workflow.intake``
+for customers), write what it decided: tickets through ``gateway/intake/tickets.py``,
+the same as email; trips and check-ins as ORM objects of the transaction's session.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -14,111 +14,65 @@ from urllib.parse import parse_qsl
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from gateway.bootstrap import Services
-from gateway.channels.store import InboundRow
-from parsers.intake import extract_intake
+from gateway.intake.service import Intake
+from gateway.intake.tickets import (
+    Author,
+    open_ticket_from,
+    reach,
+    record_on_ticket,
+    reply_on_ticket,
+)
 from parsers.phones import normalize_phone
+from parsers.record_fields import extract_record_fields
 from parsers.refs import format_ref
-from parsers.sms_commands import (
-    Accept,
-    Ack,
-    Arrived,
-    Assign,
-    CheckIn,
-    Confirm,
-    Consent,
-    Done,
-    Escalate,
-    Eta,
-    Help,
-    SmsCommand,
-    Unknown,
-    parse_consent,
-    parse_sms,
-    usage_text,
+from parsers.sms_commands import Consent, parse_consent, parse_sms, usage_text
+from storage.apply import insert_deadline, meet_deadlines, record_event
+from storage.inbound import InboundRow
+from storage.lookups import (
+    contact_by_phone,
+    customer_name,
+    latest_open_ticket_of_phone,
+    ticket_exists,
 )
-from storage.apply import apply_decision, meet_deadlines, new_deadline
-from storage.models import (
-    CheckIn as CheckInRow,
-)
-from storage.models import (
-    Contact,
-    Deadline,
-    Event,
-    Message,
-    SmsConsent,
-    Staff,
-    Ticket,
-    Trip,
-)
+from storage.models import CheckIn as CheckInRow
+from storage.models import Deadline, SmsConsent, Staff, Ticket, Trip
 from storage.outbox import automatic_replies_last_hour, enqueue
-from workflow.intake import acknowledgement_refusal, customer_language
-from workflow.staff_commands import (
+from storage.tickets import add_message, set_ticket_state, ticket_state, update_ticket
+from workflow.commands.base import (
     CheckInView,
     CommandResult,
     Facts,
     Inbound,
     Rules,
-    SmsRoute,
     StaffView,
     TicketView,
     TripView,
-    accept_ticket,
-    acknowledge_checkins,
-    assign_ticket,
-    confirm_ticket,
-    consent_keyword,
-    escalate_ticket,
     local_date,
-    record_arrival,
-    record_checkin,
-    report_eta,
-    resolve_ticket,
-    route_sms,
-    sms_or_email,
-    unrecognised_text,
-    usage_reply,
 )
-from workflow.tickets import (
-    Decision,
-    Notification,
-    TicketState,
-    customer_replied,
-    open_ticket,
+from workflow.commands.sms import SmsRoute, consent_keyword, route_sms, run_command
+from workflow.intake import (
+    acknowledgement_refusal,
+    company_of,
+    customer_language,
+    customer_of,
+    sms_thread,
 )
+from workflow.tickets import Notification, TicketState
 
-CLOSED_STATES = (TicketState.CLOSED.value,)
 ACK_TEMPLATE = "ticket_ack"
-
-
-def run_command(command: SmsCommand, message: Inbound, facts: Facts, rules: Rules) -> CommandResult:
-    """The workflow function a parsed staff command stands for (the email commands of the
-    clocks issue call the same ones)."""
-    usage = usage_text(message.sender.role, message.sender.language)
-    match command:
-        case Accept(ticket_id):
-            return accept_ticket(message, facts, rules, ticket_id)
-        case CheckIn(body):
-            return record_checkin(message, facts, rules, body)
-        case Arrived(ticket_id, note):
-            return record_arrival(message, facts, rules, ticket_id, note)
-        case Eta(ticket_id, when_text, at, after):
-            return report_eta(message, facts, rules, ticket_id, when_text, at, after)
-        case Done(ticket_id, summary):
-            return resolve_ticket(message, facts, rules, ticket_id, summary)
-        case Escalate(ticket_id, reason):
-            return escalate_ticket(message, facts, rules, ticket_id, reason)
-        case Ack(ticket_id, target):
-            return acknowledge_checkins(message, facts, rules, ticket_id, target)
-        case Assign(ticket_id, engineer, phone):
-            return assign_ticket(message, facts, rules, ticket_id, engineer, phone)
-        case Confirm(ticket_id):
-            return confirm_ticket(message, facts, rules, ticket_id)
-        case Help() | Consent():
-            return usage_reply(message, usage)
-        case Unknown(body):
-            return unrecognised_text(message, facts, rules, body, usage)
-    raise AssertionError(f"unhandled command {command!r}")
+_TICKET_VIEW_COLUMNS = (
+    Ticket.id,
+    Ticket.state,
+    Ticket.engineer_id,
+    Ticket.supervisor_id,
+    Ticket.owner_id,
+    Ticket.language,
+    Ticket.contact_phone,
+    Ticket.contact_email,
+)
+# Ticket columns a staff command may set besides the state (workflow's TicketUpdate).
+_TICKET_UPDATE_COLUMNS = ("engineer_id", "supervisor_id", "owner_id", "resolved_at", "confirmed_at")
+_TRIP_UPDATE_COLUMNS = ("state", "eta", "arrived_at", "completed_at", "report")
 
 
 def _staff_view(person: Staff) -> StaffView:
@@ -134,32 +88,37 @@ def _staff_view(person: Staff) -> StaffView:
     )
 
 
-def _ticket_view(ticket: Ticket) -> TicketView:
+def _ticket_view(row: Any) -> TicketView:
     return TicketView(
-        id=ticket.id,
-        ref=format_ref(ticket.id),
-        state=TicketState(ticket.state),
-        engineer_id=ticket.engineer_id,
-        supervisor_id=ticket.supervisor_id,
-        owner_id=ticket.owner_id,
-        language=ticket.language,
-        contact_phone=ticket.contact_phone,
-        contact_email=ticket.contact_email,
+        id=row.id,
+        ref=format_ref(row.id),
+        state=TicketState(row.state),
+        engineer_id=row.engineer_id,
+        supervisor_id=row.supervisor_id,
+        owner_id=row.owner_id,
+        language=row.language,
+        contact_phone=row.contact_phone,
+        contact_email=row.contact_email,
     )
 
 
 class SmsIntake:
-    """One stored SMS, inside the caller's transaction."""
+    """One stored SMS, inside the caller's transaction.
 
-    def __init__(
-        self, services: Services, session: Session, row: InboundRow, now: datetime
-    ) -> None:
-        self.services, self.session, self.row, self.now = services, session, row, now
+    Tickets are read and written with Core statements only (no Ticket objects in the
+    session, so none goes stale for the next message of the batch); trips, check-ins
+    and consent stay ORM objects, flushed before any Core statement reads them.
+    """
+
+    def __init__(self, intake: Intake, session: Session, row: InboundRow, now: datetime) -> None:
+        self.intake, self.session, self.row, self.now = intake, session, row, now
+        self.db = session.connection()
         self.form = dict(parse_qsl(row.raw.decode("utf-8", "replace"), keep_blank_values=True))
         raw_from = self.form.get("From", "")
         self.phone = normalize_phone(raw_from) or raw_from
         self.body = self.form.get("Body", "")
         self.key = f"sms:{row.id}"
+        self.author = Author(self.phone, "sms", row.id)
 
     def run(self) -> tuple[int | None, str]:
         staff = self.session.scalars(
@@ -169,11 +128,14 @@ class SmsIntake:
         route = route_sms(sender_is_staff=staff is not None, consent_keyword=consent is not None)
         if route is SmsRoute.CONSENT:
             assert consent is not None
-            return None, self._consent(consent, staff)
-        if route is SmsRoute.STAFF_COMMAND:
+            outcome: tuple[int | None, str] = (None, self._consent(consent, staff))
+        elif route is SmsRoute.STAFF_COMMAND:
             assert staff is not None
-            return self._staff_command(staff)
-        return self._customer_message()
+            outcome = self._staff_command(staff)
+        else:
+            outcome = self._customer_message()
+        self.session.flush()  # the next message of the batch reads with Core statements
+        return outcome
 
     # -- consent ------------------------------------------------------------------------
 
@@ -206,25 +168,35 @@ class SmsIntake:
         command = parse_sms(self.body)
         sender = _staff_view(staff)
         facts = self._facts(staff, getattr(command, "ticket_id", None))
-        rules = Rules(self.services.calendar(), self.services.settings.policy)
-        result = run_command(command, Inbound(sender, self.now, self.key), facts, rules)
-        ticket = self.session.get(Ticket, result.ticket_id) if result.ticket_id else None
-        if ticket is not None:
-            self._thread_message(ticket)
-        if result.decision is not None and ticket is not None:
-            self._apply(ticket, result.decision, command=command.verb.value)
-        self._apply_updates(result, ticket)
+        rules = Rules(self.intake.calendar, self.intake.policy)
+        usage = usage_text(staff.role, staff.language)
+        result = run_command(command, Inbound(sender, self.now, self.key), facts, rules, usage)
+        ticket_id = result.ticket_id
+        if ticket_id is not None and not ticket_exists(self.db, ticket_id):
+            ticket_id = None
+        if ticket_id is not None:
+            self._thread_message(ticket_id)
+        if result.decision is not None and ticket_id is not None:
+            # The owner as it stood before this command: the clocks issue moves the
+            # assignment ahead of the decision.
+            _state, owner_id = ticket_state(self.db, ticket_id)
+            set_ticket_state(self.db, ticket_id, result.decision.state.value, self.now)
+            record_on_ticket(
+                self.db, self.author, ticket_id, owner_id, result.decision, self.now,
+                command=command.verb.value,
+            )  # fmt: skip
+        self._apply_updates(result, ticket_id)
         for note in (result.reply, *result.notify):
-            self._send(note, ticket)
+            self._send(note, ticket_id)
         verb = command.verb.value
         if result.refusal is not None:
             outcome = f"refused ({result.refusal.value})"
         else:
             outcome = result.outcome.value
-        where = f" on {format_ref(ticket.id)}" if ticket is not None else ""
-        if ticket is None:
+        where = f" on {format_ref(ticket_id)}" if ticket_id is not None else ""
+        if ticket_id is None:
             self._event(None, f"sms_{verb}", {"outcome": outcome})
-        return (ticket.id if ticket else None), f"staff {verb} by {staff.name}{where}: {outcome}"
+        return ticket_id, f"staff {verb} by {staff.name}{where}: {outcome}"
 
     def _facts(self, staff: Staff, named_ticket: int | None) -> Facts:
         today = local_date(self.now, staff.timezone)
@@ -238,19 +210,23 @@ class SmsIntake:
         ticket_ids = {t.ticket_id for t in trips}
         if named_ticket is not None:
             ticket_ids.add(named_ticket)
-        tickets = self.session.scalars(
-            select(Ticket).where(
-                or_(
-                    Ticket.id.in_(ticket_ids),
-                    Ticket.engineer_id == staff.id,
-                    Ticket.supervisor_id == staff.id,
-                ),
-                Ticket.state.not_in(CLOSED_STATES),
+        tickets = list(
+            self.db.execute(
+                select(*_TICKET_VIEW_COLUMNS).where(
+                    or_(
+                        Ticket.id.in_(ticket_ids),
+                        Ticket.engineer_id == staff.id,
+                        Ticket.supervisor_id == staff.id,
+                    ),
+                    Ticket.state != TicketState.CLOSED.value,
+                )
             )
-        ).all()
+        )
         if named_ticket is not None and all(t.id != named_ticket for t in tickets):
-            named = self.session.get(Ticket, named_ticket)
-            tickets = [*tickets, named] if named is not None else tickets
+            # A closed ticket named by reference: the command is refused with its state.
+            tickets += self.db.execute(
+                select(*_TICKET_VIEW_COLUMNS).where(Ticket.id == named_ticket)
+            ).all()
         trip_of = {t.id: t for t in trips}
         return Facts(
             tickets=tuple(_ticket_view(t) for t in tickets),
@@ -306,22 +282,17 @@ class SmsIntake:
             )
         return tuple(views)
 
-    def _apply_updates(self, result: CommandResult, ticket: Ticket | None) -> None:
-        if result.ticket_update is not None and ticket is not None:
-            update = result.ticket_update
-            for column in (
-                "engineer_id",
-                "supervisor_id",
-                "owner_id",
-                "resolved_at",
-                "confirmed_at",
-            ):
-                value = getattr(update, column)
-                if value is not None:
-                    setattr(ticket, column, value)
+    def _apply_updates(self, result: CommandResult, ticket_id: int | None) -> None:
+        if result.ticket_update is not None and ticket_id is not None:
+            changes = {
+                column: getattr(result.ticket_update, column)
+                for column in _TICKET_UPDATE_COLUMNS
+                if getattr(result.ticket_update, column) is not None
+            }
+            update_ticket(self.db, ticket_id, changes)
         if result.trip_update is not None:
             trip = self.session.get_one(Trip, result.trip_update.trip_id)
-            for column in ("state", "eta", "arrived_at", "completed_at", "report"):
+            for column in _TRIP_UPDATE_COLUMNS:
                 value = getattr(result.trip_update, column)
                 if value is not None:
                     setattr(trip, column, value)
@@ -334,12 +305,7 @@ class SmsIntake:
             ):
                 row.acknowledged_at, row.acknowledged_by_id = ack.at, ack.by_id
             self.session.flush()
-            meet_deadlines(
-                self.session.connection(),
-                Deadline.checkin_id.in_(ack.checkin_ids),
-                ack.stops,
-                self.now,
-            )
+            meet_deadlines(self.db, Deadline.checkin_id.in_(ack.checkin_ids), ack.stops, self.now)
 
     def _write_checkin(self, result: CommandResult) -> None:
         write = result.checkin
@@ -361,102 +327,94 @@ class SmsIntake:
         row.relayed_at = write.relayed_at
         row.acknowledged_at, row.acknowledged_by_id = None, None
         self.session.flush()
-        meet_deadlines(
-            self.session.connection(), Deadline.trip_id == write.trip_id, write.meets, self.now
-        )
+        meet_deadlines(self.db, Deadline.trip_id == write.trip_id, write.meets, self.now)
         if write.reply_clock is not None:
-            self.session.add(
-                new_deadline(
-                    write.reply_clock,
-                    trip_id=write.trip_id,
-                    checkin_id=row.id,
-                    owner_id=write.relayed_to_id,
-                )
+            insert_deadline(
+                self.db,
+                write.reply_clock,
+                trip_id=write.trip_id,
+                checkin_id=row.id,
+                owner_id=write.relayed_to_id,
             )
 
     # -- customers ----------------------------------------------------------------------
 
     def _customer_message(self) -> tuple[int, str]:
-        window = timedelta(days=self.services.settings.sms.thread_window_days)
-        ticket = self.session.scalars(
-            select(Ticket)
-            .where(
-                Ticket.contact_phone == self.phone,
-                Ticket.state.not_in(CLOSED_STATES),
-                Ticket.updated_at >= self.now - window,
-            )
-            .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
-        ).first()
-        if ticket is not None:
-            self._thread_message(ticket)
-            self._apply(ticket, customer_replied(TicketState(ticket.state)))
-            return ticket.id, f"reply on {format_ref(ticket.id)} (open ticket of {self.phone})"
+        ticket_id = sms_thread(
+            latest_open_ticket_of_phone(self.db, self.phone),
+            self.now,
+            self.intake.sms.thread_window_days,
+        )
+        if ticket_id is not None:
+            reply_on_ticket(self.db, self.author, ticket_id, self._message(), self.now)
+            return ticket_id, f"reply on {format_ref(ticket_id)} (open ticket of {self.phone})"
         return self._open_ticket()
 
     def _open_ticket(self) -> tuple[int, str]:
-        settings = self.services.settings
-        contact = self.session.scalars(select(Contact).where(Contact.phone == self.phone)).first()
-        if contact is None:
-            contact = Contact(phone=self.phone, created_at=self.now)
-            self.session.add(contact)
-            self.session.flush()
-        fields = extract_intake(
-            "",
-            self.body,
-            from_name=contact.name,
-            fault_types=settings.policy.fault_types,
+        intake = self.intake
+        contact = contact_by_phone(self.db, self.phone, self.now)
+        fields = extract_record_fields(
+            "", self.body, from_name=contact.name or "", fault_types=intake.policy.fault_types
         )
-        language = customer_language(contact.language, self.body, settings.language)
+        customer_id = customer_of(contact, None)
         first_line = self.body.strip().splitlines()[0] if self.body.strip() else "(SMS)"
-        ticket = Ticket(
-            state=TicketState.NEW.value,
-            channel="sms",
-            subject=first_line[:80],
-            requester_name=fields.requester_name or contact.name or None,
-            identity=fields.department,
-            company=fields.company or (contact.customer.name if contact.customer else None),
-            contact_email=contact.email,
-            contact_phone=self.phone,
-            problem=fields.problem or self._media_note(),
-            request=fields.request,
-            machine_model=fields.machine_model,
-            serial=fields.serial,
-            fault_type=fields.fault_type,
-            language=language,
-            customer_id=contact.customer_id,
-            contact_id=contact.id,
-            created_at=self.now,
-            updated_at=self.now,
-        )
-        self.session.add(ticket)
-        self.session.flush()
-        self._thread_message(ticket)
+        record: dict[str, Any] = {
+            "channel": "sms",
+            "subject": first_line[:80],
+            "requester_name": fields.requester_name or contact.name or None,
+            "identity": fields.department,
+            "company": company_of(
+                fields.company,
+                customer_name(self.db, customer_id)
+                if not fields.company and customer_id is not None
+                else None,
+            ),
+            "contact_email": contact.email,
+            "contact_phone": self.phone,
+            "problem": fields.problem or self._media_note(),
+            "request": fields.request,
+            "machine_model": fields.machine_model,
+            "serial": fields.serial,
+            "fault_type": fields.fault_type,
+            "language": customer_language(contact.language, self.body, intake.language),
+            "customer_id": customer_id,
+            "contact_id": contact.id,
+        }
         refusal = acknowledgement_refusal(
             self.phone,
             (),
-            automatic_replies_last_hour(self.session.connection(), self.phone, self.now),
-            settings.email.auto_replies_per_sender_per_hour,
+            automatic_replies_last_hour(self.db, self.phone, self.now),
+            intake.sms.auto_replies_per_number_per_hour,
         )
-        ack = None
-        if refusal is None:
-            ack = Notification(
+
+        def acknowledgement(ticket_id: int) -> Notification:
+            return Notification(
                 key="ack",
                 template=ACK_TEMPLATE,
                 channel="sms",
                 recipient=self.phone,
-                language=language,
+                language=record["language"],
                 context={
-                    "ref": format_ref(ticket.id),
-                    "subject": ticket.subject,
-                    "requester_name": ticket.requester_name or "",
-                    "problem": ticket.problem[:500],
+                    "ref": format_ref(ticket_id),
+                    "subject": record["subject"],
+                    "requester_name": record["requester_name"] or "",
+                    "problem": record["problem"][:500],
                     "reply_to": "",
                 },
             )
-        decision = open_ticket(self.now, self.services.calendar(), settings.policy, ack)
-        self._apply(ticket, decision, **({"no_acknowledgement": refusal} if refusal else {}))
-        result = f"ticket {format_ref(ticket.id)} opened"
-        return ticket.id, result + (f"; no acknowledgement: {refusal}" if refusal else "")
+
+        ticket_id = open_ticket_from(
+            self.db,
+            intake,
+            self.author,
+            self.now,
+            record,
+            self._message(),
+            acknowledgement=None if refusal else acknowledgement,
+            detail={"no_acknowledgement": refusal} if refusal else None,
+        )
+        result = f"ticket {format_ref(ticket_id)} opened"
+        return ticket_id, result + (f"; no acknowledgement: {refusal}" if refusal else "")
 
     # -- shared -------------------------------------------------------------------------
 
@@ -465,55 +423,27 @@ class SmsIntake:
         urls = [self.form.get(f"MediaUrl{i}", "") for i in range(count)]
         return "\n".join([f"[{count} media attachment(s)]", *filter(None, urls)]) if count else ""
 
-    def _thread_message(self, ticket: Ticket) -> None:
-        body = self.body.strip() or self._media_note()
-        self.session.add(
-            Message(
-                ticket_id=ticket.id,
-                direction="in",
-                channel="sms",
-                sender=self.phone,
-                body=body,
-                full_text=self.body,
-                message_id=self.form.get("MessageSid") or None,
-                inbound_id=self.row.id,
-                created_at=self.now,
-            )
-        )
+    def _message(self) -> dict[str, Any]:
+        return {
+            "direction": "in",
+            "channel": "sms",
+            "sender": self.phone,
+            "body": self.body.strip() or self._media_note(),
+            "full_text": self.body,
+            "message_id": self.form.get("MessageSid") or None,
+            "inbound_id": self.row.id,
+        }
 
-    def _apply(self, ticket: Ticket, decision: Decision, **detail: Any) -> None:
-        """Writes a workflow decision, its SMS rerouted for numbers that opted out."""
-        reachable = (self._reachable(note) for note in decision.notify)
-        decision = replace(decision, notify=tuple(note for note in reachable if note))
-        apply_decision(
-            self.session,
-            ticket,
-            decision,
-            self.now,
-            actor=self.phone,
-            via="sms",
-            detail={"inbound_id": self.row.id, **detail},
-        )
+    def _thread_message(self, ticket_id: int) -> None:
+        add_message(self.db, ticket_id, self._message(), self.now)
 
-    def _reachable(self, note: Notification) -> Notification | None:
-        """The notification as it may go: an SMS to a number that opted out goes by email."""
-        if note.channel != "sms":
-            return note
-        consent = self.session.get(SmsConsent, note.recipient)
-        email = (
-            self.session.scalars(select(Staff.email).where(Staff.phone == note.recipient)).first()
-            or self.session.scalars(
-                select(Contact.email).where(Contact.phone == note.recipient)
-            ).first()
-        )
-        return sms_or_email(note, bool(consent and consent.opted_out), email)
-
-    def _send(self, note: Notification | None, ticket: Ticket | None) -> None:
-        note = self._reachable(note) if note is not None else None
+    def _send(self, note: Notification | None, ticket_id: int | None) -> None:
+        self.session.flush()  # a consent just changed must be seen by reach()
+        note = reach(self.db, note) if note is not None else None
         if note is None:
             return
         enqueue(
-            self.session.connection(),
+            self.db,
             key=note.key,
             channel=note.channel,
             to=note.recipient,
@@ -521,18 +451,17 @@ class SmsIntake:
             language=note.language,
             context=dict(note.context),
             now=self.now,
-            ticket_id=ticket.id if ticket else None,
+            ticket_id=ticket_id,
             auto_submitted=note.auto_submitted,
         )
 
     def _event(self, ticket_id: int | None, kind: str, detail: dict[str, Any]) -> None:
-        self.session.add(
-            Event(
-                at=self.now,
-                ticket_id=ticket_id,
-                kind=kind,
-                actor=self.phone,
-                via="sms",
-                detail={"inbound_id": self.row.id, **detail},
-            )
+        record_event(
+            self.db,
+            ticket_id,
+            kind,
+            self.now,
+            actor=self.phone,
+            via="sms",
+            detail={"inbound_id": self.row.id, **detail},
         )

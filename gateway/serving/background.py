@@ -137,8 +137,10 @@ def run_background(
     # Imported here, in the background process only: the listeners' process, which
     # imports this module for BackgroundProcess, never parses mail.
     from gateway.bootstrap import LOG_FORMAT, build_services, system_clock
+    from gateway.intake.service import build_intake
     from gateway.serving.worker import IntakeWorker
-    from notifier.dispatcher import DispatcherThread
+    from notifier.dispatcher_thread import DispatcherThread
+    from storage.sqlite_writers import writers_waiting
 
     stop_flag = threading.Event()
     # Ctrl-C reaches the whole process group; serve decides when this process stops.
@@ -154,7 +156,15 @@ def run_background(
         services.close()
         return
     services.calendar()  # the holiday tables load now, not while the first mail waits
-    worker = IntakeWorker(services, wake_flag, stop_flag, arrivals, parse_ahead=True)
+    worker = IntakeWorker(
+        services.sessions,
+        lambda: build_intake(services),
+        wake_flag,
+        stop_flag,
+        arrivals,
+        parse_ahead=True,
+        writers_waiting=lambda: writers_waiting(services.engine),
+    )
     dispatcher = DispatcherThread(
         outbox, services.engine, settings.notifier.poll_seconds, worker.busy
     )

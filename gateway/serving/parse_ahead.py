@@ -2,7 +2,7 @@
 
 While mail is arriving, the intake worker holds its writes back so that storing what
 senders wait for goes first; its process would sit idle on a core of its own. Parsing
-and finding the intake fields need no write lock, so ``ParseAhead`` does both for the
+and finding the record fields need no write lock, so ``ParseAhead`` does both for the
 stored but unprocessed rows in a thread meanwhile, and later, during a backlog, in the
 gaps the worker leaves while it is in SQLite's C code or an fsync. The worker collects
 the results. A row whose reading has not begun when the worker reaches it is parsed by
@@ -19,12 +19,16 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
-from parsers.intake import IntakeFields, extract_intake
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.intake.reading import FaultTypes, Reading, record_fields
 from parsers.mail import ParsedEmail, parse_email
+from storage.inbound import pending_email_sizes, raw_of
+from storage.lookups import known_models
+from storage.uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -32,40 +36,19 @@ log = logging.getLogger(__name__)
 # covers about 1,500 of the intake benchmark's mails.
 BUDGET_BYTES = 12 * 1024 * 1024
 
-FaultTypes = Mapping[str, Sequence[str]]
-
-
-@dataclass(frozen=True)
-class Reading:
-    """A stored email as the intake reads it. Read ahead, it also holds the intake
-    fields, found against the customer file's machine models of that moment."""
-
-    parsed: ParsedEmail
-    fields: IntakeFields | None = None
-    known_models: tuple[str, ...] = ()
-
-    def fields_for(self, known_models: tuple[str, ...], fault_types: FaultTypes) -> IntakeFields:
-        """The intake fields against ``known_models``: those read ahead if the customer
-        file's models are still what they were, else found now."""
-        if self.fields is not None and known_models == self.known_models:
-            return self.fields
-        return intake_fields(self.parsed, known_models, fault_types)
-
-
-def intake_fields(
-    parsed: ParsedEmail, known_models: Sequence[str], fault_types: FaultTypes
-) -> IntakeFields:
-    return extract_intake(
-        parsed.subject,
-        parsed.visible_text,
-        from_name=parsed.from_name,
-        known_models=known_models,
-        fault_types=fault_types,
-    )
+READ_AHEAD_ROWS = 256  # looked at per call; the byte budget bounds the rest
 
 
 class ParseAhead:
-    def __init__(self, fault_types: FaultTypes, budget_bytes: int = BUDGET_BYTES) -> None:
+    """A ``gateway.intake.reading.Reader`` that reads the pending mail in a helper thread."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        fault_types: FaultTypes,
+        budget_bytes: int = BUDGET_BYTES,
+    ) -> None:
+        self.sessions = sessions
         self.fault_types = fault_types
         self.budget_bytes = budget_bytes
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse-ahead")
@@ -86,15 +69,34 @@ class ParseAhead:
         """The highest inbound id it has taken, 0 if none."""
         return max(self.futures, default=0)
 
-    def submit(self, rows: Iterable[tuple[int, bytes]], known_models: tuple[str, ...]) -> None:
+    def look_ahead(self, after: int) -> None:
+        """Starts reading the pending email rows past ``after`` it does not have yet, in
+        order, as far as its byte budget goes: each row's bytes are read for it once."""
+        room = self.room()
+        if room <= 0:
+            return  # holding all it may: no query
+        with unit_of_work(self.sessions) as session:
+            db = session.connection()
+            taken = []
+            for inbound_id, size in pending_email_sizes(
+                db, max(after, self.last_taken()), READ_AHEAD_ROWS
+            ):
+                if size > self.budget_bytes:
+                    continue  # too big to hold ahead: the intake parses it when it gets there
+                if size > room:
+                    break
+                taken.append(inbound_id)
+                room -= size
+            if taken:
+                self.submit(raw_of(db, taken), known_models(db))
+
+    def submit(self, rows: Iterable[tuple[int, bytes]], models: tuple[str, ...]) -> None:
         """Starts reading ``(inbound id, raw bytes)`` rows not already started."""
         for inbound_id, raw in rows:
             if inbound_id not in self.futures:
                 with self.lock:
                     self.sizes[inbound_id] = len(raw)
-                self.futures[inbound_id] = self.pool.submit(
-                    self._read, inbound_id, raw, known_models
-                )
+                self.futures[inbound_id] = self.pool.submit(self._read, inbound_id, raw, models)
 
     def reading(self, inbound_id: int, raw: bytes) -> Reading:
         """The row's reading: the helper's if it has begun it, else a parse made here."""
@@ -110,15 +112,15 @@ class ParseAhead:
             assert future is not None
             future.cancel()
 
-    def _read(self, inbound_id: int, raw: bytes, known_models: tuple[str, ...]) -> Reading:
+    def _read(self, inbound_id: int, raw: bytes, models: tuple[str, ...]) -> Reading:
         parsed = parse_email(raw)  # never raises
         try:
-            fields = intake_fields(parsed, known_models, self.fault_types)
+            fields = record_fields(parsed, models, self.fault_types)
         except Exception:  # the worker finds them again, and quarantines what fails
-            log.exception("reading ahead: intake fields not found")
+            log.exception("reading ahead: record fields not found")
             reading = Reading(parsed)
         else:
-            reading = Reading(parsed, fields, known_models)
+            reading = Reading(parsed, fields, models)
         size = _held_size(parsed)
         with self.lock:
             if inbound_id in self.sizes:  # not handed over meanwhile

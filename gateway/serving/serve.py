@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from gateway.serving.background import BackgroundProcess
 from gateway.bootstrap import Services
 from gateway.channels.http import build_http_app
 from gateway.channels.imap import start_pollers
+from gateway.channels.smtp import SmtpHandler, start_smtp_server
+from gateway.serving.background import BackgroundProcess
 from gateway.serving.group_commit import InboundWriter
-from gateway.channels.smtp import IntakeHandler, start_smtp_server
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +55,21 @@ async def serve(services: Services) -> None:
 
 
 async def _listen(services: Services, background: BackgroundProcess) -> None:
-    smtp_host, smtp_port = split_listen(services.settings.smtp.listen)
+    settings, engine, clock = services.settings, services.engine, services.clock
+    smtp_host, smtp_port = split_listen(settings.smtp.listen)
     # SMTP and webhooks commit here; the background process yields to their arrivals.
-    writer = InboundWriter(services.engine, background.wake, background.arrivals.mark)
-    handler = IntakeHandler(services, writer)
-    smtp_server = await start_smtp_server(services, handler, smtp_host, smtp_port)
+    writer = InboundWriter(engine, background.wake, background.arrivals.mark)
+    handler = SmtpHandler(settings.smtp.domains, clock, writer.store)
+    smtp_server = await start_smtp_server(
+        handler, smtp_host, smtp_port, settings.smtp.max_message_bytes
+    )
     log.info("SMTP listening on %s:%d", smtp_host, smtp_port)
-    pollers = start_pollers(services, background.wake)  # one thread per [[imap.mailboxes]]
+    # One thread per [[imap.mailboxes]].
+    pollers = start_pollers(settings.imap.mailboxes, engine, clock, background.wake)
 
-    host, port = split_listen(services.settings.http.listen)
+    host, port = split_listen(settings.http.listen)
     config = uvicorn.Config(
-        build_http_app(services, writer),
+        build_http_app(settings, engine, services.sessions, clock, writer.store),
         host=host,
         port=port,
         log_level="info",

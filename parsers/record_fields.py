@@ -90,7 +90,7 @@ _EMPTY_TAXONOMY: Mapping[str, Sequence[str]] = types.MappingProxyType({})
 
 
 @dataclass(frozen=True)
-class IntakeFields:
+class RecordFields:
     """The intake record's fields found in one message; None where nothing was found."""
 
     requester_name: str | None
@@ -263,7 +263,7 @@ def _problem(subject: str, text: str) -> str:
     return problem
 
 
-def extract_intake(
+def extract_record_fields(
     subject: str,
     text: str,
     *,
@@ -271,12 +271,12 @@ def extract_intake(
     known_models: Sequence[str] = (),
     fault_types: Mapping[str, Sequence[str]] = _EMPTY_TAXONOMY,
     region: str = "CN",
-) -> IntakeFields:
-    """The intake fields of a message's subject and visible text (quotes and signature
+) -> RecordFields:
+    """The record fields of a message's subject and visible text (quotes and signature
     already removed).
 
     >>> text = "型号：LX-3000，序列号：A1B2C3，联系电话：138 0013 8000"
-    >>> fields = extract_intake("打印机报错", text)
+    >>> fields = extract_record_fields("打印机报错", text)
     >>> fields.machine_model, fields.serial, fields.phone
     ('LX-3000', 'A1B2C3', '+8613800138000')
     """
@@ -306,7 +306,7 @@ def extract_intake(
         code = _SERIAL.search(serial)
         serial = code.group(0) if code else serial
 
-    return IntakeFields(
+    return RecordFields(
         requester_name=_name(_first(values, "requester_name"), from_name),
         company=_first(values, "company"),
         department=_first(values, "department"),

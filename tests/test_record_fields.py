@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from parsers.intake import PROBLEM_MAX_CHARS, IntakeFields, classify_fault, extract_intake
+from parsers.record_fields import (
+    PROBLEM_MAX_CHARS,
+    RecordFields,
+    classify_fault,
+    extract_record_fields,
+)
 from workflow.fault_types import DEFAULT_FAULT_TYPES
 
 MODELS = ("HT-8200", "HT-9000", "HT-9000 Pro", "LX-3000")
@@ -32,8 +37,8 @@ John Smith
 """
 
 
-def _extract(text: str, subject: str = "", from_name: str = "") -> IntakeFields:
-    return extract_intake(
+def _extract(text: str, subject: str = "", from_name: str = "") -> RecordFields:
+    return extract_record_fields(
         subject, text, from_name=from_name, known_models=MODELS, fault_types=DEFAULT_FAULT_TYPES
     )
 
@@ -84,7 +89,7 @@ def test_labelled_english_fields() -> None:
 
 def test_traditional_chinese_labels() -> None:
     text = "聯絡人：陳大文\n機型：LX-3000\n序號：TW-5566\n聯絡電話：0912 345 678"
-    fields = extract_intake("", text, region="TW")
+    fields = extract_record_fields("", text, region="TW")
     assert fields.requester_name == "陳大文"
     assert fields.machine_model == "LX-3000"
     assert fields.serial == "TW-5566"
@@ -114,7 +119,7 @@ def test_a_value_on_the_line_below_its_label_is_read() -> None:
 
 
 def test_a_model_label_inside_a_sentence_is_read() -> None:
-    fields = extract_intake("", "我们的打印机型号：XP-77（去年买的），一直报警")
+    fields = extract_record_fields("", "我们的打印机型号：XP-77（去年买的），一直报警")
     assert fields.machine_model == "XP-77"  # the remark after it is not part of the model
 
 
@@ -149,7 +154,7 @@ def test_english_keywords_match_whole_words_only() -> None:
 
 def test_no_keywords_means_no_fault_type() -> None:
     assert _extract("请问发票什么时候寄出？").fault_type is None
-    assert extract_intake("打印机卡纸", "卡纸").fault_type is None  # no taxonomy given
+    assert extract_record_fields("打印机卡纸", "卡纸").fault_type is None  # no taxonomy given
 
 
 def test_problem_is_the_trimmed_text_capped_at_2000_characters() -> None:
@@ -171,6 +176,8 @@ def test_sms_text_without_subject() -> None:
 
 
 def test_a_labelled_model_ends_where_chinese_prose_starts() -> None:
-    fields = extract_intake("", "型号：XP-3000 打印机不开机，请尽快处理")
+    fields = extract_record_fields("", "型号：XP-3000 打印机不开机，请尽快处理")
     assert fields.machine_model == "XP-3000"
-    assert extract_intake("", "Model: LaserJet Pro M404\n").machine_model == "LaserJet Pro M404"
+    assert (
+        extract_record_fields("", "Model: LaserJet Pro M404\n").machine_model == "LaserJet Pro M404"
+    )

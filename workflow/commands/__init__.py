@@ -1,0 +1,1 @@
+"""Staff commands by area: tickets, trips and check-ins, SMS consent and routing."""
