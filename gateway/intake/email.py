@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from gateway.intake.reading import Reading
 from gateway.intake.service import Intake
-from gateway.intake.tickets import Author, open_ticket_from, reply_on_ticket
+from gateway.intake.tickets import Author, acknowledgement, open_ticket_from, reply_on_ticket
 from parsers.refs import find_subject_ref, format_ref, tag_subject
 from parsers.reply_tokens import read_token, reply_address, split_plus_address
 from storage.inbound import InboundRow
@@ -44,8 +44,6 @@ from workflow.intake import (
     route_email,
 )
 from workflow.tickets import Notification
-
-ACK_TEMPLATE = "ticket_ack"
 
 # The machine models of the customer file, as the intake transaction sees them.
 KnownModels = Callable[[], tuple[str, ...]]
@@ -259,26 +257,15 @@ class EmailIntake:
 
     def _acknowledgement(self, ticket_id: int, record: dict[str, Any]) -> Notification:
         assert self.sender is not None
-        return Notification(
-            key="ack",
-            template=ACK_TEMPLATE,
-            channel="email",
-            recipient=self.sender,
-            language=record["language"],
-            context={
-                "ref": format_ref(ticket_id),
-                "subject": tag_subject(_reply_subject(record["subject"]), ticket_id),
-                "requester_name": record["requester_name"] or "",
-                "problem": record["problem"][:500],
-                "reply_to": reply_address(
-                    self.intake.reply_key,
-                    self.intake.email.from_address,
-                    ticket_id,
-                    self.sender,
-                    "customer",
-                ),
-            },
+        reply_to = reply_address(
+            self.intake.reply_key,
+            self.intake.email.from_address,
+            ticket_id,
+            self.sender,
+            "customer",
         )
+        subject = tag_subject(_reply_subject(record["subject"]), ticket_id)
+        return acknowledgement(ticket_id, record, "email", self.sender, subject, reply_to)
 
     def _addressing(self, ticket_id: int, note: Notification) -> dict[str, Any]:
         references = [*self.parsed.references]

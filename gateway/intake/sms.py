@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from gateway.intake.service import Intake
 from gateway.intake.tickets import (
     Author,
+    acknowledgement,
     open_ticket_from,
     reach,
     record_on_ticket,
@@ -59,7 +60,6 @@ from workflow.intake import (
 )
 from workflow.tickets import Notification, TicketState
 
-ACK_TEMPLATE = "ticket_ack"
 _TICKET_VIEW_COLUMNS = (
     Ticket.id,
     Ticket.state,
@@ -177,8 +177,8 @@ class SmsIntake:
         if ticket_id is not None:
             self._thread_message(ticket_id)
         if result.decision is not None and ticket_id is not None:
-            # The owner as it stood before this command: the clocks issue moves the
-            # assignment ahead of the decision.
+            # Recorded with the owner as it stood before this command: its assignment
+            # (_apply_updates) is written after.
             _state, owner_id = ticket_state(self.db, ticket_id)
             set_ticket_state(self.db, ticket_id, result.decision.state.value, self.now)
             record_on_ticket(
@@ -387,21 +387,8 @@ class SmsIntake:
             intake.sms.auto_replies_per_number_per_hour,
         )
 
-        def acknowledgement(ticket_id: int) -> Notification:
-            return Notification(
-                key="ack",
-                template=ACK_TEMPLATE,
-                channel="sms",
-                recipient=self.phone,
-                language=record["language"],
-                context={
-                    "ref": format_ref(ticket_id),
-                    "subject": record["subject"],
-                    "requester_name": record["requester_name"] or "",
-                    "problem": record["problem"][:500],
-                    "reply_to": "",
-                },
-            )
+        def acknowledge(ticket_id: int) -> Notification:
+            return acknowledgement(ticket_id, record, "sms", self.phone, record["subject"])
 
         ticket_id = open_ticket_from(
             self.db,
@@ -410,7 +397,7 @@ class SmsIntake:
             self.now,
             record,
             self._message(),
-            acknowledgement=None if refusal else acknowledgement,
+            acknowledgement=None if refusal else acknowledge,
             detail={"no_acknowledgement": refusal} if refusal else None,
         )
         result = f"ticket {format_ref(ticket_id)} opened"

@@ -16,11 +16,14 @@ from typing import Any
 from sqlalchemy import Connection
 
 from gateway.intake.service import Intake
+from parsers.refs import format_ref
 from storage.apply import Addressing, record_decision
 from storage.people import emails_of_phone, opted_out_of_sms
 from storage.tickets import add_message, insert_ticket, set_ticket_state, ticket_state
 from workflow.reach import fallback_email, sms_or_email
 from workflow.tickets import Decision, Notification, TicketState, customer_replied, open_ticket
+
+ACK_TEMPLATE = "ticket_ack"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,31 @@ def open_ticket_from(
     assert decision.state is TicketState.NEW  # the state the ticket was written with
     record_on_ticket(db, author, ticket_id, None, decision, now, **(detail or {}))
     return ticket_id
+
+
+def acknowledgement(
+    ticket_id: int,
+    record: Mapping[str, Any],
+    channel: str,
+    recipient: str,
+    subject: str,
+    reply_to: str = "",
+) -> Notification:
+    """The customer's acknowledgement of a new ticket, on the channel they wrote on."""
+    return Notification(
+        key="ack",
+        template=ACK_TEMPLATE,
+        channel=channel,
+        recipient=recipient,
+        language=record["language"],
+        context={
+            "ref": format_ref(ticket_id),
+            "subject": subject,
+            "requester_name": record["requester_name"] or "",
+            "problem": record["problem"][:500],
+            "reply_to": reply_to,
+        },
+    )
 
 
 def reply_on_ticket(

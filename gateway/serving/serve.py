@@ -1,5 +1,5 @@
 """``supportline serve``: every listener in one event loop, the work after them in a
-second process (``gateway/background.py``)."""
+second process (``gateway/serving/background.py``)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ the database, in arrival order and in batches (one commit for many messages unde
 The database is the queue, so nothing waits only in memory: rows stored before a crash
 or a restart are simply still pending. A gateway calls ``wake()`` after storing, so new
 mail is processed at once instead of at the next poll. It runs in a thread of its own;
-``serve`` runs it in its background process (``gateway/background.py``). On PostgreSQL
+``serve`` runs it in its background process (``gateway/serving/background.py``). On PostgreSQL
 more ``serve`` processes add more workers (rows are claimed, never processed twice).
 """
 
