@@ -9,7 +9,6 @@ from functools import partial
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
 
 import gateway.intake.reading
 from gateway.bootstrap import Services
@@ -296,7 +295,7 @@ def test_two_workers_racing_on_one_message_id_open_one_ticket(postgres_url: str)
 
 
 def test_parse_ahead_hands_over_what_its_thread_read_and_parses_the_rest_here() -> None:
-    ahead = ParseAhead(sessionmaker(), DEFAULT_FAULT_TYPES)  # rows handed in: no database
+    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
     try:
         ahead.submit([(1, customer_mail(subject="parsed ahead"))], models=("XP-3000",))
         ahead.futures[1].result(timeout=10)  # done in the helper thread
@@ -321,7 +320,7 @@ def test_parse_ahead_counts_raw_bytes_until_read_then_what_the_reading_holds() -
     log = bytes(range(256)) * 120  # 30 KB, base64 in the raw mail: a third more
     mail.add_attachment(log, maintype="application", subtype="octet-stream", filename="e.log")
     raw = mail.as_bytes()
-    ahead = ParseAhead(sessionmaker(), DEFAULT_FAULT_TYPES)  # rows handed in: no database
+    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
     try:
         gate = threading.Event()
         ahead.pool.submit(gate.wait, 10)  # keeps the helper busy: row 1 waits, unread
@@ -348,7 +347,7 @@ def test_while_held_back_the_worker_parses_ahead_within_its_byte_budget(
     for raw in rows:
         store_email(services.engine, raw, source="test", received_at=FIXED_NOW)
     # Room for three ordinary messages; message 2 is larger than the whole budget.
-    ahead = ParseAhead(services.sessions, DEFAULT_FAULT_TYPES, budget_bytes=3 * size + 10)
+    ahead = ParseAhead(DEFAULT_FAULT_TYPES, budget_bytes=3 * size + 10)
     taken_while_held: list[list[int]] = []
 
     def hold(meanwhile) -> None:
@@ -374,7 +373,7 @@ def test_a_model_added_to_the_customer_file_after_reading_ahead_is_still_recogni
 ) -> None:
     raw = customer_mail("Our ZX-900 jams on every page.", subject="jam", sender="c@example.cn")
     store_email(services.engine, raw, source="test", received_at=FIXED_NOW)
-    ahead = ParseAhead(services.sessions, DEFAULT_FAULT_TYPES)
+    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
     read_ahead = []
 
     def hold(meanwhile) -> None:
@@ -405,7 +404,7 @@ def test_a_backlog_processed_with_parse_ahead_opens_the_same_tickets(services: S
             source="test",
             received_at=FIXED_NOW,
         )  # fmt: skip
-    ahead = ParseAhead(services.sessions, DEFAULT_FAULT_TYPES)
+    ahead = ParseAhead(DEFAULT_FAULT_TYPES)
     try:
         outcomes = process_pending(build_intake(services), batch_size=8, reader=ahead)
     finally:

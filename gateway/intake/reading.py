@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy import Connection
+
 from parsers.mail import ParsedEmail, parse_email
 from parsers.record_fields import RecordFields, extract_record_fields
 
@@ -53,8 +55,9 @@ class Reader(Protocol):
         """The row's reading (parsed here if not read ahead)."""
         ...
 
-    def look_ahead(self, after: int) -> None:
-        """Starts reading pending rows past ``after`` (a reader may do nothing)."""
+    def look_ahead(self, db: Connection, after: int) -> None:
+        """Starts reading pending rows past ``after``, found on ``db`` (a reader may do
+        nothing)."""
         ...
 
     def forget_through(self, inbound_id: int) -> None:
@@ -68,7 +71,7 @@ class ReadHere:
     def reading(self, inbound_id: int, raw: bytes) -> Reading:
         return Reading(parse_email(raw))
 
-    def look_ahead(self, after: int) -> None:
+    def look_ahead(self, db: Connection, after: int) -> None:
         return None
 
     def forget_through(self, inbound_id: int) -> None:

@@ -12,7 +12,6 @@ retried in a loop.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -126,13 +125,20 @@ def process_pending(
     reader = reader or ReadHere()
     outcomes: list[IntakeResult] = []
     after = 0
-    while not stopping():
-        hold(functools.partial(reader.look_ahead, after))
+
+    def look_ahead() -> None:
         with unit_of_work(intake.sessions) as session:
-            ids = pending_ids(session.connection(), after, batch_size)
+            reader.look_ahead(session.connection(), after)
+
+    while not stopping():
+        hold(look_ahead)
+        with unit_of_work(intake.sessions) as session:
+            db = session.connection()
+            ids = pending_ids(db, after, batch_size)
+            if ids:  # in the same transaction: on SQLite each one takes the write lock
+                reader.look_ahead(db, after)
         if not ids:
             return outcomes
-        reader.look_ahead(after)
         done, after = process_batch(intake, ids, reader, give_way)
         reader.forget_through(after)
         outcomes.extend(done)

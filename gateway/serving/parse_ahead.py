@@ -22,13 +22,12 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection
 
 from gateway.intake.reading import FaultTypes, Reading, record_fields
 from parsers.mail import ParsedEmail, parse_email
 from storage.inbound import pending_email_sizes, raw_of
 from storage.lookups import known_models
-from storage.uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +41,7 @@ READ_AHEAD_ROWS = 256  # looked at per call; the byte budget bounds the rest
 class ParseAhead:
     """A ``gateway.intake.reading.Reader`` that reads the pending mail in a helper thread."""
 
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        fault_types: FaultTypes,
-        budget_bytes: int = BUDGET_BYTES,
-    ) -> None:
-        self.sessions = sessions
+    def __init__(self, fault_types: FaultTypes, budget_bytes: int = BUDGET_BYTES) -> None:
         self.fault_types = fault_types
         self.budget_bytes = budget_bytes
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse-ahead")
@@ -69,26 +62,24 @@ class ParseAhead:
         """The highest inbound id it has taken, 0 if none."""
         return max(self.futures, default=0)
 
-    def look_ahead(self, after: int) -> None:
+    def look_ahead(self, db: Connection, after: int) -> None:
         """Starts reading the pending email rows past ``after`` it does not have yet, in
         order, as far as its byte budget goes: each row's bytes are read for it once."""
         room = self.room()
         if room <= 0:
             return  # holding all it may: no query
-        with unit_of_work(self.sessions) as session:
-            db = session.connection()
-            taken = []
-            for inbound_id, size in pending_email_sizes(
-                db, max(after, self.last_taken()), READ_AHEAD_ROWS
-            ):
-                if size > self.budget_bytes:
-                    continue  # too big to hold ahead: the intake parses it when it gets there
-                if size > room:
-                    break
-                taken.append(inbound_id)
-                room -= size
-            if taken:
-                self.submit(raw_of(db, taken), known_models(db))
+        taken = []
+        for inbound_id, size in pending_email_sizes(
+            db, max(after, self.last_taken()), READ_AHEAD_ROWS
+        ):
+            if size > self.budget_bytes:
+                continue  # too big to hold ahead: the intake parses it when it gets there
+            if size > room:
+                break
+            taken.append(inbound_id)
+            room -= size
+        if taken:
+            self.submit(raw_of(db, taken), known_models(db))
 
     def submit(self, rows: Iterable[tuple[int, bytes]], models: tuple[str, ...]) -> None:
         """Starts reading ``(inbound id, raw bytes)`` rows not already started."""

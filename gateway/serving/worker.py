@@ -106,7 +106,7 @@ class IntakeWorker:
                 if self.intake is None:
                     self.intake = self.make_intake()
                     if self.parse_ahead:
-                        self.ahead = ParseAhead(self.sessions, self.intake.policy.fault_types)
+                        self.ahead = ParseAhead(self.intake.policy.fault_types)
                 outcomes = process_pending(
                     self.intake,
                     stopping=self.stop_flag.is_set,
