@@ -38,11 +38,11 @@ from parsers.charsets import decode_header, decode_text, recover_bytes
 from parsers.html_text import html_to_text, tidy_text
 from parsers.quotes import visible_reply
 
-__all__ = ["Attachment", "Bounce", "ParsedEmail", "parse_email"]
+__all__ = ["MailAttachment", "Bounce", "ParsedEmail", "parse_email"]
 
 
 @dataclass(frozen=True)
-class Attachment:
+class MailAttachment:
     filename: str  # decoded (RFC 2047 / RFC 2231), "" → a generated "attachment-1.bin"
     content_type: str  # "image/png"
     size: int
@@ -66,7 +66,7 @@ class ParsedEmail:
     text: str  # the whole body as plain text, \n line ends
     visible_text: str  # text without quoted reply, forwarded history and signature
     html: str | None  # the raw HTML part decoded to str, if any
-    attachments: tuple[Attachment, ...]
+    attachments: tuple[MailAttachment, ...]
     auto_reply: str | None  # why it is an automatic message, or None
     bounce: Bounce | None
     notes: tuple[str, ...]  # what went wrong but was recovered
@@ -94,7 +94,7 @@ class _Draft:
     html_parts: list[str] = field(default_factory=list)
     text: str = ""
     visible_text: str = ""
-    attachments: list[Attachment] = field(default_factory=list)
+    attachments: list[MailAttachment] = field(default_factory=list)
     report_type: str = ""
     delivery_status: list[str] = field(default_factory=list)
     returned_headers: list[str] = field(default_factory=list)
@@ -362,7 +362,7 @@ def _add_attachment(
         not disposition and raw_header(part, "Content-ID") is not None
     )
     draft.attachments.append(
-        Attachment(
+        MailAttachment(
             filename=name,
             content_type=ctype,
             size=len(content),
@@ -470,7 +470,7 @@ def _walk_alternative(draft: _Draft, children: list[Message]) -> None:
         if attachment.filename in seen and attachment.filename.startswith("attachment-"):
             suffix = attachment.filename.rsplit(".", 1)[-1]
             name = f"attachment-{index + 1}.{suffix}"
-            draft.attachments[index] = Attachment(
+            draft.attachments[index] = MailAttachment(
                 name,
                 attachment.content_type,
                 attachment.size,

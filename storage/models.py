@@ -270,7 +270,7 @@ class Trip(Base):
     created_at: Mapped[datetime]
 
 
-class CheckIn(Base):
+class DailyCheckIn(Base):
     """An engineer's daily check-in during a trip, and the supervisor's reply to it."""
 
     __tablename__ = "checkins"

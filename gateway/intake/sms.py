@@ -35,8 +35,7 @@ from storage.lookups import (
     latest_open_ticket_of_phone,
     ticket_exists,
 )
-from storage.models import CheckIn as CheckInRow
-from storage.models import Deadline, SmsConsent, Staff, Ticket, Trip
+from storage.models import DailyCheckIn, Deadline, SmsConsent, Staff, Ticket, Trip
 from storage.outbox import automatic_replies_last_hour, enqueue
 from storage.tickets import add_message, set_ticket_state, ticket_state, update_ticket
 from workflow.commands.base import (
@@ -255,10 +254,10 @@ class SmsIntake:
     ) -> tuple[CheckInView, ...]:
         """The engineer's own check-in of today, and the unanswered ones relayed to them."""
         rows = self.session.scalars(
-            select(CheckInRow).where(
+            select(DailyCheckIn).where(
                 or_(
-                    (CheckInRow.engineer_id == staff.id) & (CheckInRow.local_date == today),
-                    CheckInRow.acknowledged_at.is_(None) & CheckInRow.relayed_at.is_not(None),
+                    (DailyCheckIn.engineer_id == staff.id) & (DailyCheckIn.local_date == today),
+                    DailyCheckIn.acknowledged_at.is_(None) & DailyCheckIn.relayed_at.is_not(None),
                 )
             )
         ).all()
@@ -301,7 +300,7 @@ class SmsIntake:
         if result.acknowledgement is not None:
             ack = result.acknowledgement
             for row in self.session.scalars(
-                select(CheckInRow).where(CheckInRow.id.in_(ack.checkin_ids))
+                select(DailyCheckIn).where(DailyCheckIn.id.in_(ack.checkin_ids))
             ):
                 row.acknowledged_at, row.acknowledged_by_id = ack.at, ack.by_id
             self.session.flush()
@@ -310,16 +309,16 @@ class SmsIntake:
     def _write_checkin(self, result: CommandResult) -> None:
         write = result.checkin
         assert write is not None
-        row = self.session.get(CheckInRow, write.checkin_id) if write.checkin_id else None
+        row = self.session.get(DailyCheckIn, write.checkin_id) if write.checkin_id else None
         if row is None:
             row = self.session.scalars(
-                select(CheckInRow).where(
-                    CheckInRow.engineer_id == write.engineer_id,
-                    CheckInRow.local_date == write.local_date,
+                select(DailyCheckIn).where(
+                    DailyCheckIn.engineer_id == write.engineer_id,
+                    DailyCheckIn.local_date == write.local_date,
                 )
             ).first()
         if row is None:
-            row = CheckInRow(
+            row = DailyCheckIn(
                 trip_id=write.trip_id, engineer_id=write.engineer_id, local_date=write.local_date
             )
             self.session.add(row)

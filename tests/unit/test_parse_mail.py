@@ -13,7 +13,7 @@ from parsers.charsets import codec_for, decode_header, decode_text
 from parsers.html_text import html_to_text
 from parsers.mail import STEPS, parse_email
 
-DATA = Path(__file__).parent / "data" / "mail"
+DATA = Path(__file__).resolve().parents[1] / "data" / "mail"
 CST = timezone(timedelta(hours=8))
 
 

@@ -1,4 +1,4 @@
-"""The IMAP poller against a real Dovecot (tests/dovecot.py) and a migrated database."""
+"""The IMAP poller against a real Dovecot (tests/integration/dovecot.py) and a migrated database."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from tests.conftest import FIXED_NOW, free_port, make_services
 from workflow.settings import ImapMailbox
 
 if TYPE_CHECKING:  # imported by pytest_plugins, after assertion rewriting is set up
-    from tests.dovecot import Dovecot
+    from tests.integration.dovecot import Dovecot
 
-pytest_plugins = ["tests.dovecot"]  # dovecot, dovecot_without_move, dovecot_plain
+pytest_plugins = ["tests.integration.dovecot"]  # dovecot, dovecot_without_move, dovecot_plain
 pytestmark = pytest.mark.dovecot
 
 

@@ -27,7 +27,7 @@ from storage.models import Contact, OutboxMessage, PhoneFlag, SmsConsent, Staff
 from storage.outbox import enqueue
 from storage.uow import unit_of_work
 from tests.conftest import FIXED_NOW, SUPPORTLINE, MutableClock, free_port, make_services
-from tests.twilio_standin import RunningStandIn, StandIn
+from tests.e2e.twilio_standin import RunningStandIn, StandIn
 
 SID, TOKEN = "AC" + "0" * 32, "test-auth-token"
 PUBLIC = "https://support.example.com"

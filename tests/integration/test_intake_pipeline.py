@@ -166,8 +166,8 @@ def test_bounce_of_our_sent_acknowledgement_marks_it(services: Services) -> None
     assert count(services, Ticket) == 1
 
 
-def test_a_bounce_naming_a_queued_message_does_not_stop_it(services: Services) -> None:
-    """Our Message-IDs are predictable; a forged bounce must not cancel an acknowledgement."""
+def test_regression_bounce_naming_a_queued_message_cancelled_it(services: Services) -> None:
+    """Fixed in 81ab0e1: a (forgeable) bounce naming a queued ack marked it bounced, unsent."""
     ingest(services, customer_mail())
     ack = one(services, OutboxMessage)
     outcome = ingest(services, _bounce_of(ack.message_id))
@@ -268,8 +268,10 @@ def test_a_failing_message_in_a_batch_is_quarantined_alone(services: Services, m
 
 
 @pytest.mark.postgres
-def test_two_workers_racing_on_one_message_id_open_one_ticket(postgres_url: str) -> None:
-    """Two serve processes on PostgreSQL take the two copies of one message at once."""
+def test_regression_two_workers_racing_on_one_message_id_opened_two_tickets(
+    postgres_url: str,
+) -> None:
+    """Fixed in 1ad67e7: two workers on PostgreSQL took two copies and opened two tickets."""
     services = make_services(postgres_url)
     raw = customer_mail(message_id="<twice@huadong.example.cn>")
     relayed = b"Received: from relay by mx; Fri, 27 Nov 2026 10:00:01 +0800\r\n" + raw

@@ -270,7 +270,8 @@ def test_ingest_sms_runs_the_webhook_pipeline(run) -> None:
     assert (shown["channel"], shown["contact_phone"]) == ("sms", "+8613911112222")
 
 
-def test_customer_file_joins_a_texter_and_a_writer_into_one_contact(run) -> None:
+def test_regression_customer_import_failed_to_merge_a_texter_and_a_writer(run) -> None:
+    """Fixed in 81ab0e1: a writer who had also texted failed the import on the unique phone."""
     run("ingest", "sms", "--from", "13911112222", "--body", "printer broken", "--sid", "SM9")
     mail = run.tmp_path / "m.eml"
     mail.write_bytes(b"From: zw@huadong.example.cn\r\nSubject: jam\r\n\r\nPaper jam\r\n")

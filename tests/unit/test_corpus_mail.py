@@ -14,7 +14,7 @@ from parsers.html_text import html_to_text
 from parsers.mail import parse_email
 from parsers.quotes import visible_reply
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 TRIMMER = CORPUS / "email_reply_trimmer" / "test"
 TALON = CORPUS / "talon" / "tests" / "fixtures"
 SET_OF_EMAILS = CORPUS / "set-of-emails" / "maildir"

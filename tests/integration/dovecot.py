@@ -1,7 +1,7 @@
 """A throwaway Dovecot IMAP server per test (recipe: /work/shared/testing/dovecot.md).
 
 Fixtures: ``dovecot``, ``dovecot_without_move``, ``dovecot_plain`` and ``dovecot_factory``.
-A test module loads them with ``pytest_plugins = ["tests.dovecot"]`` (or the root
+A test module loads them with ``pytest_plugins = ["tests.integration.dovecot"]`` (or the root
 conftest does, for every module). Without Debian's ``dovecot-imapd`` the tests are skipped, except
 under ``CI=true``, where a missing server is a failure: CI must never go green by skipping.
 """

@@ -111,8 +111,8 @@ def test_serve_acknowledges_a_customer_mail_into_the_maildir(tmp_path: Path) -> 
     assert "outbox: 1 sent" in output and "outbox pass failed" not in output, output
 
 
-def test_retrying_a_stuck_sending_row_marks_it_in_doubt(db_url: str, tmp_path: Path) -> None:
-    """A worker died mid-send: the retry must ask the provider before sending again."""
+def test_regression_retry_of_a_stuck_send_resent_it_unasked(db_url: str, tmp_path: Path) -> None:
+    """Fixed in 81ab0e1: retrying a row a dead worker left sending resent it without asking."""
     config = _setup(db_url, tmp_path)
     services = make_services(db_url)
     with unit_of_work(services.sessions) as session:

@@ -16,7 +16,7 @@ from storage import migrate
 from storage.db import create_db_engine
 from storage.models import (
     Base,
-    CheckIn,
+    DailyCheckIn,
     InboundMessage,
     OutboxMessage,
     Report,
@@ -123,7 +123,7 @@ def test_one_checkin_per_engineer_and_local_day(services: Services) -> None:
         session.flush()
         for body in ("第一天进展", "again"):
             session.add(
-                CheckIn(
+                DailyCheckIn(
                     trip_id=trip.id,
                     engineer_id=engineer.id,
                     local_date=date(2026, 11, 27),
@@ -177,7 +177,7 @@ def test_sqlite_is_durable_and_checks_foreign_keys(sqlite_url: str) -> None:
     migrate.upgrade(engine)
     with unit_of_work(session_factory(engine)) as session:
         session.add(
-            CheckIn(
+            DailyCheckIn(
                 trip_id=999,
                 engineer_id=999,
                 local_date=date(2026, 11, 27),
@@ -227,7 +227,8 @@ def _write_lock_is_free(engine) -> bool:
     return done.wait(5)
 
 
-def test_an_invalidated_connection_gives_the_write_lock_back(sqlite_url: str) -> None:
+def test_regression_invalidated_connection_kept_the_write_lock(sqlite_url: str) -> None:
+    """Fixed in 81ab0e1: an invalidated SQLite connection kept its process's write lock."""
     engine = create_db_engine(sqlite_url)
     connection = engine.connect()
     connection.exec_driver_sql("SELECT 1")  # begins: takes this process's write lock
@@ -237,7 +238,8 @@ def test_an_invalidated_connection_gives_the_write_lock_back(sqlite_url: str) ->
     engine.dispose()
 
 
-def test_an_interrupt_mid_transaction_gives_the_write_lock_back(sqlite_url: str) -> None:
+def test_regression_interrupt_mid_transaction_kept_the_write_lock(sqlite_url: str) -> None:
+    """Fixed in 81ab0e1: an interrupt mid-transaction kept the process's SQLite write lock."""
     engine = create_db_engine(sqlite_url)
     with pytest.raises(KeyboardInterrupt), engine.connect() as connection:
         connection.exec_driver_sql("SELECT 1")

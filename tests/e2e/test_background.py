@@ -82,7 +82,10 @@ def _wait_until(condition: object, timeout: float = 30) -> bool:
     return False
 
 
-def test_serve_processes_mail_in_a_background_process_and_restarts_it(tmp_path: Path) -> None:
+def test_regression_background_process_restarted_after_a_kill_never_woke(
+    tmp_path: Path,
+) -> None:
+    """Fixed in 6b3aece: after a kill, the restarted background process never woke."""
     http_port, smtp_port = free_port(), free_port()
     config = _config(tmp_path, http_port, smtp_port)
     subprocess.run([SUPPORTLINE, "--config", str(config), "db", "upgrade"], check=True)

@@ -18,7 +18,7 @@ from gateway.intake.service import build_intake
 from storage.models import InboundMessage
 from storage.uow import unit_of_work
 from tests.conftest import CORPUS, FIXED_NOW, make_services
-from tests.test_corpus_mail import ALL_EMAILS, SET_OF_EMAILS
+from tests.unit.test_corpus_mail import ALL_EMAILS, SET_OF_EMAILS
 
 ACCEPTED_RESULTS = ("ticket ", "reply on ", "bounce", "auto-reply", "duplicate of ")
 

@@ -38,7 +38,7 @@ from workflow.commands.sms import run_command
 from workflow.settings import PolicySettings
 from workflow.tickets import Notification, TicketState
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMAND_MODULES = sorted((ROOT / "workflow" / "commands").glob("*.py"))
 LANGUAGES = ("zh-CN", "en")
 TEMPLATE_NAMES = (

@@ -169,8 +169,8 @@ def test_two_dispatchers_on_postgresql_send_1000_rows_exactly_once(db_url: str) 
     assert sorted(r.sent for r in reports) != [0, 1000]  # both took a share
 
 
-def test_a_slow_batch_does_not_send_a_row_whose_lease_was_taken(db_url: str) -> None:
-    """Dispatcher A leased two rows; B took one over when A's lease ran out: A must not send it."""
+def test_regression_slow_batch_sent_sms_whose_lease_was_taken(db_url: str) -> None:
+    """Fixed in 81ab0e1: a slow batch sent an SMS whose lease another dispatcher had taken."""
     clock = MutableClock(FIXED_NOW)
     services = make_services(db_url, notifier={"lease_seconds": 60})
     queue(services, 2)

@@ -50,7 +50,10 @@ def test_serve_answers_healthz(tmp_path: Path) -> None:
         pytest.param(lambda pid: os.kill(pid, signal.SIGTERM), id="sigterm"),  # docker stop
     ],
 )
-def test_serve_stops_cleanly_and_exits_0(tmp_path: Path, send) -> None:
+def test_regression_serve_aborted_on_ctrl_c_and_was_cut_off_by_sigterm(
+    tmp_path: Path, send
+) -> None:
+    """Fixed in d57912b: Ctrl-C ended serve in "Aborted!" (exit 1); SIGTERM cut it off."""
     port = free_port()
     config = _config(tmp_path, port)
     subprocess.run([SUPPORTLINE, "--config", str(config), "db", "upgrade"], check=True)

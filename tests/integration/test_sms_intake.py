@@ -11,9 +11,9 @@ from gateway.bootstrap import Services
 from gateway.channels.store import store_sms
 from gateway.intake.runner import process_inbound
 from gateway.intake.service import build_intake
-from storage.models import CheckIn, Deadline, OutboxMessage, SmsConsent, Staff, Ticket, Trip
+from storage.models import DailyCheckIn, Deadline, OutboxMessage, SmsConsent, Staff, Ticket, Trip
 from storage.uow import unit_of_work
-from tests.conftest import FIXED_NOW
+from tests.conftest import FIXED_NOW, make_services
 
 CUSTOMER = "+8613911112222"
 ENGINEER = "+8613800001111"
@@ -135,7 +135,7 @@ def test_engineer_accepts_by_sms_in_chinese(staffed: Services) -> None:
 def test_check_in_is_relayed_and_the_supervisors_ok_acknowledges_it(staffed: Services) -> None:
     _assigned_ticket(staffed, trip_days=2)
     assert "applied" in text(staffed, ENGINEER, "今天更换了定影器，明天调试")
-    (checkin,) = rows(staffed, CheckIn)
+    (checkin,) = rows(staffed, DailyCheckIn)
     assert checkin.local_date == date(2026, 11, 27) and checkin.relayed_at is not None
     relay = rows(staffed, OutboxMessage, OutboxMessage.to_address == SUPERVISOR)
     assert [r.template for r in relay] == ["checkin_relay"]
@@ -144,7 +144,7 @@ def test_check_in_is_relayed_and_the_supervisors_ok_acknowledges_it(staffed: Ser
     ] == "supervisor_reply"
 
     assert "applied" in text(staffed, SUPERVISOR, "收到")
-    (checkin,) = rows(staffed, CheckIn)
+    (checkin,) = rows(staffed, DailyCheckIn)
     assert checkin.acknowledged_at == FIXED_NOW
     told = rows(staffed, OutboxMessage, OutboxMessage.template == "checkin_acknowledged")
     assert [t.to_address for t in told] == [ENGINEER]
@@ -174,3 +174,26 @@ def test_stop_is_recorded_and_later_acknowledgements_go_by_email(staffed: Servic
     assert rows(staffed, OutboxMessage) == []  # no SMS to an opted-out number, no address
     assert text(staffed, CUSTOMER, "START") == "consent: opt_in (START)"
     assert rows(staffed, SmsConsent)[0].opted_out is False
+
+
+def test_sms_acknowledgements_follow_the_sms_limit_not_the_email_one(db_url: str) -> None:
+    """Texts have their own hourly limit (sms.auto_replies_per_number_per_hour)."""
+    services = make_services(
+        db_url,
+        sms={"auto_replies_per_number_per_hour": 1},
+        email={"auto_replies_per_sender_per_hour": 100},
+    )
+    try:
+        assert text(services, CUSTOMER, "打印机不开机") == "ticket SL-000001 opened"
+        with unit_of_work(services.sessions) as session:
+            session.get_one(Ticket, 1).state = "closed"  # the next text opens a new ticket
+            session.commit()
+        second = text(services, CUSTOMER, "又坏了，还是不开机")
+        assert second == (
+            f"ticket SL-000002 opened; no acknowledgement: "
+            f"1 automatic replies to {CUSTOMER} in the last hour"
+        )
+        acks = rows(services, OutboxMessage, OutboxMessage.template == "ticket_ack")
+        assert [ack.ticket_id for ack in acks] == [1]
+    finally:
+        services.close()
