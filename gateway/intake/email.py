@@ -218,7 +218,7 @@ class EmailIntake:
             record,
             self._message(),
             attachments=self._attachments(),
-            acknowledgement=None
+            acknowledge=None
             if refusal
             else lambda new_id: self._acknowledgement(new_id, record),
             detail=detail,

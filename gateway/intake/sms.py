@@ -396,7 +396,7 @@ class SmsIntake:
             self.now,
             record,
             self._message(),
-            acknowledgement=None if refusal else acknowledge,
+            acknowledge=None if refusal else acknowledge,
             detail={"no_acknowledgement": refusal} if refusal else None,
         )
         result = f"ticket {format_ref(ticket_id)} opened"

@@ -45,15 +45,15 @@ def open_ticket_from(
     message: Mapping[str, Any],
     *,
     attachments: Sequence[Mapping[str, Any]] = (),
-    acknowledgement: Callable[[int], Notification] | None = None,
+    acknowledge: Callable[[int], Notification] | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> int:
     """Opens a ticket with the intake record ``record``, its first message ``message``,
-    its clocks and (``acknowledgement``: built from the new ticket's id) the customer's
+    its clocks and (``acknowledge``: builds it from the new ticket's id) the customer's
     acknowledgement; returns the ticket's id."""
     ticket_id = insert_ticket(db, {"state": TicketState.NEW.value, **record}, now)
     add_message(db, ticket_id, message, now, attachments)
-    ack = acknowledgement(ticket_id) if acknowledgement is not None else None
+    ack = acknowledge(ticket_id) if acknowledge is not None else None
     decision = open_ticket(now, intake.calendar, intake.policy, ack)
     assert decision.state is TicketState.NEW  # the state the ticket was written with
     record_on_ticket(db, author, ticket_id, None, decision, now, **(detail or {}))
