@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from email.utils import parseaddr
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -17,6 +18,7 @@ from sqlalchemy import Connection
 from gateway.intake.reading import Reading
 from gateway.intake.service import Intake
 from gateway.intake.tickets import Author, acknowledgement, open_ticket_from, reply_on_ticket
+from parsers.mail import ParsedEmail
 from parsers.refs import find_subject_ref, format_ref, tag_subject
 from parsers.reply_tokens import read_token, reply_address, split_plus_address
 from storage.inbound import InboundRow
@@ -74,9 +76,10 @@ class EmailIntake:
         self.now = now
         self.models = models
         self.sender = reading.parsed.from_address
-        self.author = Author(
-            self.sender or "unknown sender", "email", row.id, addressing=self._addressing
-        )
+        # A function of the message, not a bound method: an EmailIntake that held itself
+        # through its Author would wait for the cycle collector, and its parsed mail with it.
+        addressing = partial(thread_addressing, self.parsed, intake.email.from_domain)
+        self.author = Author(self.sender or "unknown sender", "email", row.id, addressing)
 
     def run(self) -> tuple[int | None, str]:
         parsed = self.parsed
@@ -218,9 +221,7 @@ class EmailIntake:
             record,
             self._message(),
             attachments=self._attachments(),
-            acknowledge=None
-            if refusal
-            else lambda new_id: self._acknowledgement(new_id, record),
+            acknowledge=None if refusal else lambda new_id: self._acknowledgement(new_id, record),
             detail=detail,
         )
         result = f"ticket {format_ref(ticket_id)} opened"
@@ -267,17 +268,20 @@ class EmailIntake:
         subject = tag_subject(_reply_subject(record["subject"]), ticket_id)
         return acknowledgement(ticket_id, record, "email", self.sender, subject, reply_to)
 
-    def _addressing(self, ticket_id: int, note: Notification) -> dict[str, Any]:
-        references = [*self.parsed.references]
-        if self.parsed.message_id:
-            references.append(self.parsed.message_id)
-        return {
-            "message_id": outbound_message_id(
-                f"ticket:{ticket_id}:{note.key}", self.intake.email.from_domain
-            ),
-            "reply_to_message_id": self.parsed.message_id,
-            "references": references[-20:],
-        }
+
+def thread_addressing(
+    parsed: ParsedEmail, from_domain: str, ticket_id: int, note: Notification
+) -> dict[str, Any]:
+    """The threading headers of an email we send on a ticket in answer to ``parsed``:
+    a Message-ID derived from the outbox key, In-Reply-To and References."""
+    references = [*parsed.references]
+    if parsed.message_id:
+        references.append(parsed.message_id)
+    return {
+        "message_id": outbound_message_id(f"ticket:{ticket_id}:{note.key}", from_domain),
+        "reply_to_message_id": parsed.message_id,
+        "references": references[-20:],
+    }
 
 
 def _reply_subject(subject: str) -> str:
