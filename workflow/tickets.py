@@ -163,7 +163,7 @@ def ticket_accepted(
 
 
 def engineer_arrived(state: TicketState, notify: tuple[Notification, ...] = ()) -> Decision:
-    """The engineer is on site (§4.5.9: first report to the supervisor)."""
+    """The engineer is on site (§4.5, on-site visits: first report to the supervisor)."""
     _require(state, ARRIVE_FROM, "record an arrival on")
     return Decision(TicketState.ONSITE, "engineer_arrived", notify=notify)
 

@@ -95,7 +95,7 @@ def resolve_ticket(
     inbound: Inbound, facts: Facts, rules: Rules, ticket_id: int | None, summary: str
 ) -> CommandResult:
     """DONE/完成: solved; the handling clock stops and the supervisor's confirmation
-    clock starts (§4.4.5); the supervisor hears the result (§4.5.12)."""
+    clock starts (§4.4.5); the supervisor hears the result (§4.5, on-site visits)."""
     me, now = inbound.sender, inbound.now
     require_role(me, ENGINEER_ROLES)
     ticket = pick_ticket(

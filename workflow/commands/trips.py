@@ -149,7 +149,7 @@ def _pick_trip(
 def record_arrival(
     inbound: Inbound, facts: Facts, rules: Rules, ticket_id: int | None, note: str = ""
 ) -> CommandResult:
-    """ARRIVED/到达: the engineer is on site; the supervisor hears first (§4.5.9).
+    """ARRIVED/到达: the engineer is on site; the supervisor hears first (§4.5, on-site visits).
 
     Every arrival is relayed (on a trip of several days the engineer arrives each
     morning); the trip keeps the first arrival time."""
@@ -191,7 +191,7 @@ def report_eta(
     at: tuple[int | None, int, int] | None,
     after: timedelta | None = None,
 ) -> CommandResult:
-    """ETA/预计: when the engineer expects to arrive; the customer is told (§4.5.8)."""
+    """ETA/预计: when the engineer expects to arrive; the customer is told (§4.5)."""
     me, now = inbound.sender, inbound.now
     require_role(me, ENGINEER_ROLES)
     today = local_date(now, me.timezone)
