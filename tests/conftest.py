@@ -32,8 +32,15 @@ CORPUS = SHARED / "corpus"
 
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
-    """The public email corpus beside the checkout (never copied into the project)."""
-    assert CORPUS.is_dir(), f"the email corpus is missing at {CORPUS}"
+    """The public email corpus beside the checkout (never copied into the project).
+
+    A clone with nothing beside it skips the tests that read it, saying why; under
+    CI=true, where ../shared is always laid beside the checkout, its absence fails."""
+    if not CORPUS.is_dir():
+        reason = f"the public email corpus is not beside this checkout ({CORPUS})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
     return CORPUS
 
 

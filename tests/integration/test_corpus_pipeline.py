@@ -20,6 +20,7 @@ from storage.uow import unit_of_work
 from tests.conftest import CORPUS, FIXED_NOW, make_services
 from tests.unit.test_corpus_mail import ALL_EMAILS, SET_OF_EMAILS
 
+pytestmark = pytest.mark.usefixtures("corpus_dir")  # skipped, saying why, without it
 ACCEPTED_RESULTS = ("ticket ", "reply on ", "bounce", "auto-reply", "duplicate of ")
 
 

@@ -13,8 +13,9 @@ import pytest
 from parsers.html_text import html_to_text
 from parsers.mail import parse_email
 from parsers.quotes import visible_reply
+from tests.conftest import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+pytestmark = pytest.mark.usefixtures("corpus_dir")  # skipped, saying why, without it
 TRIMMER = CORPUS / "email_reply_trimmer" / "test"
 TALON = CORPUS / "talon" / "tests" / "fixtures"
 SET_OF_EMAILS = CORPUS / "set-of-emails" / "maildir"
