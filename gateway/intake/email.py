@@ -17,7 +17,13 @@ from sqlalchemy import Connection
 
 from gateway.intake.reading import Reading
 from gateway.intake.service import Intake
-from gateway.intake.tickets import Author, acknowledgement, open_ticket_from, reply_on_ticket
+from gateway.intake.tickets import (
+    Author,
+    acknowledgement,
+    filed_company,
+    open_ticket_from,
+    reply_on_ticket,
+)
 from parsers.mail import ParsedEmail
 from parsers.refs import find_subject_ref, format_ref, tag_subject
 from parsers.reply_tokens import read_token, reply_address, split_plus_address
@@ -25,7 +31,6 @@ from storage.inbound import InboundRow
 from storage.lookups import (
     bounceable_outbox_ids,
     contact_by_email,
-    customer_name,
     hold_message_id,
     machine_by_serial,
     mark_bounced,
@@ -40,7 +45,6 @@ from workflow.intake import (
     ThreadClues,
     acknowledgement_refusal,
     bounce_mark,
-    company_of,
     customer_language,
     customer_of,
     route_email,
@@ -179,12 +183,7 @@ class EmailIntake:
             "subject": parsed.subject[:500],
             "requester_name": fields.requester_name or (contact.name if contact else None),
             "identity": fields.department,
-            "company": company_of(
-                fields.company,
-                customer_name(db, customer_id)
-                if not fields.company and customer_id is not None
-                else None,
-            ),
+            "company": filed_company(db, fields.company, customer_id),
             "contact_email": self.sender,
             "contact_phone": fields.phone or (contact.phone if contact else None),
             "problem": fields.problem,

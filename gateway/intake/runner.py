@@ -51,7 +51,7 @@ def process_inbound(intake: Intake, inbound_id: int) -> IntakeResult:
     """Processes one stored row; quarantines it on failure. Safe to call twice."""
     try:
         with unit_of_work(intake.sessions) as session:
-            outcome = _process_one(intake, session, inbound_id)
+            outcome = _process_one(intake, session, inbound_id, ReadHere())
             session.commit()
             return outcome
     except NotProcessable:
@@ -149,7 +149,7 @@ def _process_one(
     intake: Intake,
     session: Session,
     inbound_id: int,
-    reader: Reader | None = None,
+    reader: Reader,
     models: KnownModels | None = None,
 ) -> IntakeResult:
     db = session.connection()
@@ -160,7 +160,7 @@ def _process_one(
     if row.channel == "sms":
         ticket_id, result = SmsIntake(intake, session, row, now).run()
     else:
-        reading = (reader or ReadHere()).reading(row.id, row.raw)
+        reading = reader.reading(row.id, row.raw)
         email = EmailIntake(intake, db, row, reading, now, models or (lambda: known_models(db)))
         ticket_id, result = email.run()
     mark_processed(db, inbound_id, result, now)

@@ -18,6 +18,7 @@ from gateway.intake.service import Intake
 from gateway.intake.tickets import (
     Author,
     acknowledgement,
+    filed_company,
     open_ticket_from,
     reach,
     record_on_ticket,
@@ -31,7 +32,6 @@ from storage.apply import insert_deadline, meet_deadlines, record_event
 from storage.inbound import InboundRow
 from storage.lookups import (
     contact_by_phone,
-    customer_name,
     latest_open_ticket_of_phone,
     ticket_exists,
 )
@@ -52,7 +52,6 @@ from workflow.commands.base import (
 from workflow.commands.sms import SmsRoute, consent_keyword, route_sms, run_command
 from workflow.intake import (
     acknowledgement_refusal,
-    company_of,
     customer_language,
     customer_of,
     sms_thread,
@@ -362,12 +361,7 @@ class SmsIntake:
             "subject": first_line[:80],
             "requester_name": fields.requester_name or contact.name or None,
             "identity": fields.department,
-            "company": company_of(
-                fields.company,
-                customer_name(self.db, customer_id)
-                if not fields.company and customer_id is not None
-                else None,
-            ),
+            "company": filed_company(self.db, fields.company, customer_id),
             "contact_email": contact.email,
             "contact_phone": self.phone,
             "problem": fields.problem or self._media_note(),

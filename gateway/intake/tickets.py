@@ -18,8 +18,10 @@ from sqlalchemy import Connection
 from gateway.intake.service import Intake
 from parsers.refs import format_ref
 from storage.apply import Addressing, record_decision
+from storage.lookups import customer_name
 from storage.people import emails_of_phone, opted_out_of_sms
 from storage.tickets import add_message, insert_ticket, set_ticket_state, ticket_state
+from workflow.intake import company_of
 from workflow.reach import fallback_email, sms_or_email
 from workflow.tickets import Decision, Notification, TicketState, customer_replied, open_ticket
 
@@ -83,6 +85,14 @@ def acknowledgement(
             "reply_to": reply_to,
         },
     )
+
+
+def filed_company(db: Connection, stated: str | None, customer_id: int | None) -> str | None:
+    """``workflow.intake.company_of``, reading the customer file's name only when the
+    customer wrote none."""
+    if stated or customer_id is None:
+        return company_of(stated, None)
+    return company_of(stated, customer_name(db, customer_id))
 
 
 def reply_on_ticket(
